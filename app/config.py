@@ -1,0 +1,86 @@
+"""Settings: the one place environment variables (and `.env`) are read.
+
+A missing or bad setting stops start-up with one line naming the variable (`SettingsError`).
+Slack credentials are optional here because `prod-access audit` and `db upgrade` need none;
+`require_slack()` checks them where the bot really starts.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """A setting is missing or wrong; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- Slack ---
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+
+    # --- Storage and policy ---
+    database_url: str = "sqlite:///prod-access.db"
+    policy_file: str = "policy.yml"
+
+    # --- HTTP server ---
+    port: int = Field(default=3000, ge=1, le=65535)
+    web_threads: int = Field(default=8, ge=1, le=256)
+
+    # --- Timers ---
+    expiry_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    reminder_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
+    revoke_retry_base_seconds: float = Field(default=5.0, gt=0)
+    revoke_retry_max_seconds: float = Field(default=300.0, gt=0)
+
+    # --- Logs ---
+    log_format: Literal["console", "json"] = "console"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("slack_bot_token")
+    @classmethod
+    def _bot_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("xoxb-"):
+            raise ValueError("must be a bot token starting with xoxb-")
+        return value
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value() == "":
+            return None
+        if value is not None and not value.get_secret_value().startswith("xapp-"):
+            raise ValueError("must be an app-level token starting with xapp-")
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _api_url_shape(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL such as https://slack.com/api/")
+        return value if value.endswith("/") else value + "/"
+
+    def require_slack(self, *, socket: bool) -> None:
+        """Raise SettingsError naming the first Slack credential the chosen mode lacks."""
+        needed = ["slack_bot_token", "slack_app_token" if socket else "slack_signing_secret"]
+        for name in needed:
+            if getattr(self, name) is None:
+                raise SettingsError(f"{name.upper()} is not set (see .env.example)")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from env and .env; turn pydantic's report into one line per variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]).upper() if first["loc"] else "settings"
+        msg = str(first["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"{name} is invalid: {msg}") from None

@@ -1,0 +1,79 @@
+"""The expiry sweep: revoke every session whose window has ended, retry failing revokes, and
+finish intents (`granting` / `revoking`) that a crash left behind. Idempotent: run it as often
+as you like; it calls the same operations as the "End access now" button.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import structlog
+from sqlalchemy import select
+
+from app import audit, clock
+from app.context import AppContext
+from app.db import transaction
+from app.models import AccessSession, EndReason, SessionState
+from app.operations.end_session import end_session, revoke_session
+from app.operations.errors import OperationError
+from app.operations.grant_session import grant_session
+
+log = structlog.get_logger(__name__)
+BATCH = 500
+
+
+@dataclass
+class SweepResult:
+    expired: list[str] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+
+
+def _due(ctx: AppContext, state: SessionState, column: object) -> list[str]:
+    with transaction(ctx.db) as db:
+        return list(
+            db.scalars(
+                select(AccessSession.id)
+                .where(AccessSession.state == state, column <= clock.now())  # type: ignore[operator]
+                .order_by(column)  # type: ignore[arg-type]
+                .limit(BATCH)
+            )
+        )
+
+
+def expire_due_sessions(ctx: AppContext) -> SweepResult:
+    result = SweepResult()
+    for session_id in _due(ctx, SessionState.active, AccessSession.expires_at):
+        _safely(end_session, ctx, session_id, EndReason.expired, audit.SYSTEM_ACTOR)
+        result.expired.append(session_id)
+    for state in (SessionState.revoke_failing, SessionState.revoking):
+        for session_id in _due(ctx, state, AccessSession.next_attempt_at):
+            _safely(revoke_session, ctx, session_id)
+            result.retried.append(session_id)
+    for session_id in _due(ctx, SessionState.granting, AccessSession.next_attempt_at):
+        _safely(grant_session, ctx, session_id)
+        result.resumed.append(session_id)
+    return result
+
+
+def resume_interrupted(ctx: AppContext) -> SweepResult:
+    """At start: intents this process left when it died are not leased by anyone alive."""
+    with transaction(ctx.db) as db:
+        rows = db.scalars(
+            select(AccessSession).where(
+                AccessSession.state.in_((SessionState.granting, SessionState.revoking))
+            )
+        ).all()
+        for row in rows:
+            row.next_attempt_at = clock.now()
+    return expire_due_sessions(ctx)
+
+
+def _safely(fn: object, *args: object) -> None:
+    """One bad session must not stop the sweep for the others; the error is logged."""
+    try:
+        fn(*args)  # type: ignore[operator]
+    except OperationError as exc:
+        log.info("sweep_skipped", session_id=args[1], reason=str(exc))
+    except Exception:
+        log.exception("sweep_failed", session_id=args[1])

@@ -1,0 +1,35 @@
+"""Closeout reminders: DM the person again while their closeout note is missing (policy
+`closeout_reminders`, counted from the end of the access)."""
+
+from __future__ import annotations
+
+import structlog
+from sqlalchemy import select
+
+from app import clock
+from app.context import AppContext
+from app.db import transaction
+from app.models import AccessSession, CloseoutState
+from app.operations.record_closeout import remind_closeout
+
+log = structlog.get_logger(__name__)
+
+
+def send_closeout_reminders(ctx: AppContext) -> list[str]:
+    with transaction(ctx.db) as db:
+        due = list(
+            db.scalars(
+                select(AccessSession.id).where(
+                    AccessSession.closeout_state == CloseoutState.prompted,
+                    AccessSession.next_reminder_at <= clock.now(),
+                )
+            )
+        )
+    sent = []
+    for session_id in due:
+        try:
+            if remind_closeout(ctx, session_id):
+                sent.append(session_id)
+        except Exception:
+            log.exception("closeout_reminder_failed", session_id=session_id)
+    return sent

@@ -1,0 +1,157 @@
+"""Database tables: access requests, access sessions and the audit trail (SQLAlchemy 2, typed).
+
+States are StrEnums stored as plain strings (no native enum type, so adding a state is a small
+migration). All times are timezone-aware UTC, also on SQLite (`UTCDateTime`).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import DateTime, Enum, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """DateTime that always comes back timezone-aware in UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use app.clock.now()")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class RequestState(StrEnum):
+    pending = "pending"
+    approved = "approved"
+    denied = "denied"
+
+
+class SessionState(StrEnum):
+    granting = "granting"
+    active = "active"
+    grant_failed = "grant_failed"
+    revoking = "revoking"
+    revoke_failing = "revoke_failing"
+    ended = "ended"
+
+
+#: States in which the person may hold the access (used for overlapping sessions).
+HOLDING_STATES = (SessionState.granting, SessionState.active)
+
+
+class EndReason(StrEnum):
+    expired = "expired"
+    released = "released"
+    admin = "admin"
+
+
+class CloseoutState(StrEnum):
+    not_due = "not_due"
+    prompted = "prompted"
+    closed_out = "closed_out"
+
+
+def _enum(cls: type[StrEnum]) -> Enum:
+    return Enum(
+        cls,
+        native_enum=False,
+        create_constraint=False,
+        length=20,
+        values_callable=lambda e: [m.value for m in e],
+    )
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class AccessRequest(Base):
+    __tablename__ = "access_requests"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    requester_id: Mapped[str] = mapped_column(String(32), index=True)
+    system_id: Mapped[str] = mapped_column(String(60))
+    role_id: Mapped[str] = mapped_column(String(40))
+    duration_seconds: Mapped[int] = mapped_column(Integer)
+    ticket: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    state: Mapped[RequestState] = mapped_column(_enum(RequestState), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    decided_by: Mapped[str | None] = mapped_column(String(32))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    card_channel: Mapped[str | None] = mapped_column(String(32))
+    card_ts: Mapped[str | None] = mapped_column(String(32))
+
+
+class AccessSession(Base):
+    __tablename__ = "access_sessions"
+    __table_args__ = (
+        Index("ix_sessions_state_expires", "state", "expires_at"),
+        Index("ix_sessions_state_next_attempt", "state", "next_attempt_at"),
+        Index("ix_sessions_holder", "system_id", "identity", "grant_name", "state"),
+        Index("ix_sessions_closeout_due", "closeout_state", "next_reminder_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("access_requests.id"), unique=True)
+    requester_id: Mapped[str] = mapped_column(String(32), index=True)
+    system_id: Mapped[str] = mapped_column(String(60))
+    role_id: Mapped[str] = mapped_column(String(40))
+    grant_name: Mapped[str] = mapped_column(String(200))
+    identity: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    state: Mapped[SessionState] = mapped_column(_enum(SessionState))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    granted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    end_reason: Mapped[EndReason | None] = mapped_column(_enum(EndReason))
+    ended_by: Mapped[str | None] = mapped_column(String(32))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    closeout_state: Mapped[CloseoutState] = mapped_column(
+        _enum(CloseoutState), default=CloseoutState.not_due
+    )
+    reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
+    next_reminder_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closeout_changes: Mapped[str | None] = mapped_column(Text)
+    closeout_followups: Mapped[str | None] = mapped_column(Text)
+    closeout_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # Always loaded with the session (inner join: the foreign key is not null), so notices can
+    # read the ticket and card of a session after its transaction has closed.
+    request: Mapped[AccessRequest] = relationship(lazy="joined", innerjoin=True)
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    event: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(16), index=True)
+    session_id: Mapped[str | None] = mapped_column(String(16))
+    system_id: Mapped[str | None] = mapped_column(String(60))
+    role_id: Mapped[str | None] = mapped_column(String(40))
+    ticket: Mapped[str | None] = mapped_column(String(200))
+    detail_json: Mapped[str] = mapped_column(Text, default="{}")
+
+    @property
+    def detail(self) -> dict[str, Any]:
+        return json.loads(self.detail_json or "{}")

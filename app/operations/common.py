@@ -1,0 +1,84 @@
+"""Pieces the operations share: ids, row loading with a lock, the provider's view of a session,
+and a per-access lock so a grant and a revoke of the same role for the same person never cross.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import TypeVar
+
+from sqlalchemy.orm import Session
+
+from app.context import AppContext
+from app.models import AccessRequest, AccessSession
+from app.operations.errors import NotFound
+from app.providers.base import AccessGrant, Provider
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
+#: How long a `granting`/`revoking` intent may stand before a sweep takes it over (a crash).
+INTENT_LEASE = timedelta(minutes=2)
+
+Row = TypeVar("Row", AccessRequest, AccessSession)
+
+
+def new_id(prefix: str) -> str:
+    """Short ids people can read out loud: R-7K3Q9X2M (request), S-… (session)."""
+    return prefix + "-" + "".join(secrets.choice(_ALPHABET) for _ in range(8))
+
+
+def load_locked(db: Session, model: type[Row], row_id: str) -> Row:
+    """The row, locked for this transaction (FOR UPDATE on PostgreSQL; SQLite locks the db)."""
+    row = db.get(model, row_id, with_for_update=True, populate_existing=True)
+    if row is None:
+        kind = "request" if model is AccessRequest else "session"
+        raise NotFound(f"No {kind} {row_id} exists.")
+    return row
+
+
+def access_of(session: AccessSession) -> AccessGrant:
+    request = session.request
+    return AccessGrant(
+        session_id=session.id,
+        request_id=request.id,
+        system=session.system_id,
+        role=session.role_id,
+        grant=session.grant_name,
+        slack_id=session.requester_id,
+        email=session.email,
+        identity=session.identity or "",
+        ticket=request.ticket,
+        reason=request.reason,
+        expires_at=session.expires_at,
+    )
+
+
+def provider_for(ctx: AppContext, system_id: str) -> Provider:
+    provider = ctx.providers.get(system_id)
+    if provider is None:
+        raise NotFound(f"System {system_id} is no longer in the policy.")
+    return provider
+
+
+_locks: dict[tuple[str, str, str], threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+@contextmanager
+def holder_lock(session: AccessSession) -> Iterator[None]:
+    """Serialize provider calls for one (system, identity, grant) within this process."""
+    key = (session.system_id, session.identity or "", session.grant_name)
+    with _locks_guard:
+        lock = _locks.setdefault(key, threading.Lock())
+    with lock:
+        yield
+
+
+def backoff(attempts: int, base: float, cap: float) -> timedelta:
+    """Exponential backoff with ±20% jitter: base, 2·base, 4·base … up to cap."""
+    delay = min(cap, base * 2 ** max(0, attempts - 1))
+    jitter = 0.8 + secrets.randbelow(401) / 1000
+    return timedelta(seconds=delay * jitter)

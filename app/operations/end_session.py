@@ -1,0 +1,151 @@
+"""End a session's access: active → revoking → ended | revoke_failing.
+
+Why it ends (expired, released by the person, ended by an admin) is audited once, when the
+session enters `revoking`; that intent is committed before the provider call. Only a
+provider-confirmed revoke marks the session `ended`. A failed revoke becomes `revoke_failing`
+with a next attempt time (exponential backoff); the expiry sweep retries it until it succeeds.
+
+Overlapping sessions: when another session of the same person still holds the same grant on
+the same system, the provider is not called (that would take the other session's access away);
+the session ends with `revoke_skipped`, and the last one to end does the real revoke.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from app import audit, clock
+from app.context import AppContext
+from app.db import transaction
+from app.models import (
+    HOLDING_STATES,
+    AccessSession,
+    CloseoutState,
+    EndReason,
+    SessionState,
+)
+from app.operations.common import (
+    INTENT_LEASE,
+    access_of,
+    backoff,
+    holder_lock,
+    load_locked,
+    provider_for,
+)
+from app.operations.errors import ConflictError, NotAllowed, OperationError
+from app.providers.base import ProviderError, short
+
+_AUDIT_EVENT = {
+    EndReason.expired: "expired",
+    EndReason.released: "released",
+    EndReason.admin: "admin_ended",
+}
+REVOCABLE = (SessionState.revoking, SessionState.revoke_failing)
+
+
+def end_session(ctx: AppContext, session_id: str, reason: EndReason, actor: str) -> AccessSession:
+    """Start ending a session (checked: the requester or an approver, unless the timer or an
+    admin ends it), then revoke. Ending a session that is already ending is a no-op."""
+    with transaction(ctx.db) as db:
+        session = load_locked(db, AccessSession, session_id)
+        if reason == EndReason.released:
+            system = ctx.policy.system(session.system_id)
+            allowed = actor == session.requester_id or (
+                system is not None and ctx.policy.may_approve(system, actor)
+            )
+            if not allowed:
+                raise NotAllowed("Only the requester or an approver can end this access.")
+        if session.state == SessionState.active:
+            session.state = SessionState.revoking
+            session.end_reason, session.ended_by = reason, actor
+            session.next_attempt_at = clock.now() + INTENT_LEASE
+            session.attempts = 0
+            audit.record(db, _AUDIT_EVENT[reason], actor, session=session)
+        elif session.state not in (*REVOCABLE, SessionState.ended):
+            raise ConflictError(f"Session {session.id} is {session.state.value}, not active.")
+    return revoke_session(ctx, session_id)
+
+
+def revoke_session(ctx: AppContext, session_id: str) -> AccessSession:
+    """Take the access away through the provider (or skip it if another session holds it)."""
+    with transaction(ctx.db) as db:
+        session = load_locked(db, AccessSession, session_id)
+        if session.state not in REVOCABLE:
+            return session
+    error: str | None = None
+    held_by: list[str] = []
+    with holder_lock(session):
+        held_by = _other_holders(ctx, session)
+        if not held_by:
+            try:
+                provider_for(ctx, session.system_id).revoke(access_of(session))
+            except (ProviderError, OperationError) as exc:
+                error = short(exc)
+    with transaction(ctx.db) as db:
+        session = load_locked(db, AccessSession, session_id)
+        if session.state not in REVOCABLE:
+            return session
+        now = clock.now()
+        if error is None:
+            session.state = SessionState.ended
+            session.ended_at = now
+            session.next_attempt_at = None
+            session.last_error = None
+            if held_by:
+                audit.record(
+                    db, "revoke_skipped", audit.SYSTEM_ACTOR, session=session, still_held_by=held_by
+                )
+            else:
+                audit.record(
+                    db,
+                    "revoked",
+                    audit.SYSTEM_ACTOR,
+                    session=session,
+                    identity=session.identity,
+                    grant=session.grant_name,
+                )
+            reminders = ctx.policy.defaults.closeout_reminders
+            session.closeout_state = CloseoutState.prompted
+            session.reminders_sent = 0
+            session.next_reminder_at = now + reminders[0] if reminders else None
+            audit.record(db, "closeout_prompted", audit.SYSTEM_ACTOR, session=session)
+        else:
+            session.state = SessionState.revoke_failing
+            session.attempts += 1
+            session.last_error = error
+            settings = ctx.settings
+            session.next_attempt_at = now + backoff(
+                session.attempts,
+                settings.revoke_retry_base_seconds,
+                settings.revoke_retry_max_seconds,
+            )
+            audit.record(
+                db,
+                "revoke_failed",
+                audit.SYSTEM_ACTOR,
+                session=session,
+                error=error,
+                attempt=session.attempts,
+                next_attempt_at=session.next_attempt_at.isoformat(),
+            )
+    if session.state == SessionState.ended:
+        ctx.notify.session_ended(session)
+    else:
+        ctx.notify.revoke_failed(session)
+    return session
+
+
+def _other_holders(ctx: AppContext, session: AccessSession) -> list[str]:
+    """Ids of the person's other sessions that hold (or are being given) the same access."""
+    with transaction(ctx.db) as db:
+        return list(
+            db.scalars(
+                select(AccessSession.id).where(
+                    AccessSession.id != session.id,
+                    AccessSession.system_id == session.system_id,
+                    AccessSession.identity == session.identity,
+                    AccessSession.grant_name == session.grant_name,
+                    AccessSession.state.in_(HOLDING_STATES),
+                )
+            )
+        )

@@ -1,0 +1,98 @@
+"""Apply an approved session's access through its provider: granting → active | grant_failed.
+
+The intent (`granting`) was committed with the approval; here the person's provider identity is
+resolved and stored, the provider is called outside any transaction, and the outcome recorded.
+Calling this twice (a retry, a crash recovery) is safe: it acts only on `granting`, and
+providers treat a repeated grant as success.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from app import audit, clock
+from app.context import AppContext
+from app.db import transaction
+from app.models import AccessSession, SessionState
+from app.operations.common import INTENT_LEASE, access_of, holder_lock, load_locked, provider_for
+from app.operations.errors import ConflictError, NotAllowed, OperationError
+from app.providers.base import ProviderError, short
+
+
+def grant_session(ctx: AppContext, session_id: str) -> AccessSession:
+    with transaction(ctx.db) as db:
+        session = load_locked(db, AccessSession, session_id)
+        if session.state != SessionState.granting:
+            return session
+        error = _resolve_identity(ctx, session)
+        session.next_attempt_at = clock.now() + INTENT_LEASE
+    if error is None:
+        try:
+            provider = provider_for(ctx, session.system_id)
+            with holder_lock(session):
+                provider.grant(access_of(session))
+        except (ProviderError, OperationError) as exc:
+            error = short(exc)
+    with transaction(ctx.db) as db:
+        session = load_locked(db, AccessSession, session_id)
+        if session.state != SessionState.granting:
+            return session
+        now = clock.now()
+        session.next_attempt_at = None
+        if error is None:
+            session.state = SessionState.active
+            session.granted_at = now
+            session.expires_at = now + timedelta(seconds=session.request.duration_seconds)
+            session.last_error = None
+            audit.record(
+                db,
+                "granted",
+                audit.SYSTEM_ACTOR,
+                session=session,
+                identity=session.identity,
+                grant=session.grant_name,
+                expires_at=session.expires_at.isoformat(),
+            )
+        else:
+            session.state = SessionState.grant_failed
+            session.last_error = error
+            session.attempts += 1
+            audit.record(db, "grant_failed", audit.SYSTEM_ACTOR, session=session, error=error)
+    if session.state == SessionState.active:
+        ctx.notify.session_granted(session)
+    else:
+        ctx.notify.grant_failed(session)
+    return session
+
+
+def _resolve_identity(ctx: AppContext, session: AccessSession) -> str | None:
+    """Fill in the provider identity (and email); return an error text if it cannot be known."""
+    system = ctx.policy.system(session.system_id)
+    if system is None:
+        return f"system {session.system_id} is no longer in the policy"
+    if session.identity:
+        return None
+    try:
+        session.email = ctx.directory.email_for(session.requester_id)
+        session.identity = ctx.policy.identity_for(system, session.requester_id, session.email)
+    except (ValueError, OperationError) as exc:
+        return short(exc)
+    return None
+
+
+def retry_grant(ctx: AppContext, session_id: str, user_id: str) -> AccessSession:
+    """A failed grant tried again by an approver or the requester: grant_failed → granting."""
+    with transaction(ctx.db) as db:
+        session = load_locked(db, AccessSession, session_id)
+        system = ctx.policy.system(session.system_id)
+        allowed = user_id == session.requester_id or (
+            system is not None and ctx.policy.may_approve(system, user_id)
+        )
+        if not allowed:
+            raise NotAllowed("Only the requester or an approver can retry this grant.")
+        if session.state != SessionState.grant_failed:
+            raise ConflictError(f"Session {session.id} is {session.state.value}, not failed.")
+        session.state = SessionState.granting
+        session.next_attempt_at = clock.now() + INTENT_LEASE
+        audit.record(db, "grant_retried", user_id, session=session)
+    return grant_session(ctx, session_id)

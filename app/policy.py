@@ -1,0 +1,270 @@
+"""The access policy: policy.yml → validated pydantic models, and the pure questions asked of it.
+
+A bad file stops start-up with `PolicyError`: the file, the line, the key path and the reason.
+Nothing here talks to Slack, the database or a provider.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import timedelta
+from pathlib import Path
+from string import Formatter
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+IDENTITY_FIELDS = frozenset({"email", "email_local", "slack_id"})
+DURATION_CHOICES = ("15m", "30m", "1h", "2h", "4h", "8h", "12h", "1d", "2d", "7d")
+
+
+def parse_duration(text: object) -> timedelta:
+    """'30s', '20m', '1h', '1h30m', '2d' → timedelta; anything else raises ValueError."""
+    if isinstance(text, timedelta):
+        return text
+    raw = str(text).strip().lower()
+    match = _DURATION.match(raw)
+    if not raw or not match:
+        raise ValueError(f"invalid duration {text!r} (use e.g. 30s, 20m, 1h, 1h30m, 2d)")
+    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    value = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    if value <= timedelta(0):
+        raise ValueError(f"duration {text!r} must be longer than zero")
+    return value
+
+
+def format_duration(value: timedelta) -> str:
+    """timedelta → the shortest policy spelling: 90 minutes → '1h30m'."""
+    seconds = int(value.total_seconds())
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def _check_pattern(pattern: str | None) -> str | None:
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"ticket_pattern is not a valid regular expression: {exc}") from None
+    return pattern
+
+
+TicketPattern = Annotated[str | None, BeforeValidator(_check_pattern)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Defaults(_Strict):
+    approver_channel: str | None = None
+    ticket_pattern: TicketPattern = r"^[A-Z][A-Z0-9]+-\d+$"
+    default_duration: Duration = timedelta(hours=1)
+    max_duration: Duration = timedelta(hours=2)
+    closeout_reminders: list[Duration] = Field(
+        default_factory=lambda: [timedelta(minutes=15), timedelta(hours=1), timedelta(hours=24)]
+    )
+
+
+class Role(_Strict):
+    id: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
+    grant: str = Field(min_length=1, max_length=200)
+    max_duration: Duration | None = None
+    description: str | None = None
+
+
+class System(_Strict):
+    id: str = Field(min_length=1, max_length=60, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(min_length=1, max_length=75)
+    provider: str = Field(min_length=1)
+    config: dict[str, Any] = Field(default_factory=dict)
+    identity: str = "{email_local}"
+    approvers: list[str] = Field(min_length=1)
+    approver_channel: str | None = None
+    ticket_pattern: TicketPattern = None
+    max_duration: Duration | None = None
+    roles: list[Role] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> System:
+        fields = {name for _, name, _, _ in Formatter().parse(self.identity) if name is not None}
+        unknown = fields - IDENTITY_FIELDS
+        if unknown:
+            raise ValueError(
+                f"identity template uses {sorted(unknown)}; allowed: "
+                + ", ".join("{" + f + "}" for f in sorted(IDENTITY_FIELDS))
+            )
+        _unique((role.id for role in self.roles), "role id")
+        return self
+
+    def role(self, role_id: str) -> Role | None:
+        return next((role for role in self.roles if role.id == role_id), None)
+
+
+class UserOverride(_Strict):
+    identity: str = Field(min_length=1)
+
+
+class Policy(_Strict):
+    defaults: Defaults = Field(default_factory=Defaults)
+    systems: list[System] = Field(min_length=1)
+    users: dict[str, UserOverride] = Field(default_factory=dict)
+    _path: Path | None = PrivateAttr(default=None)
+    _root: yaml.Node | None = PrivateAttr(default=None)
+
+    def locate(self, loc: list[Any]) -> str:
+        """`file:line` of a key path in the file this policy came from (for start-up errors)."""
+        return f"{self._path or 'policy'}:{line_of(self._root, loc)}"
+
+    @model_validator(mode="after")
+    def _check(self) -> Policy:
+        _unique((system.id for system in self.systems), "system id")
+        for system in self.systems:
+            if not (system.approver_channel or self.defaults.approver_channel):
+                raise ValueError(
+                    f"system {system.id!r} has no approver_channel and defaults has none"
+                )
+        return self
+
+    # --- pure questions ---
+    def system(self, system_id: str) -> System | None:
+        return next((system for system in self.systems if system.id == system_id), None)
+
+    def approver_channel(self, system: System) -> str:
+        channel = system.approver_channel or self.defaults.approver_channel
+        assert channel is not None  # guaranteed by _check
+        return channel
+
+    def ticket_pattern(self, system: System) -> str | None:
+        return system.ticket_pattern or self.defaults.ticket_pattern
+
+    def max_duration(self, system: System, role: Role) -> timedelta:
+        return role.max_duration or system.max_duration or self.defaults.max_duration
+
+    def duration_choices(self, system: System, role: Role | None) -> list[timedelta]:
+        """The modal's duration options: the standard steps up to the role's (or system's) max."""
+        limit = (
+            self.max_duration(system, role)
+            if role
+            else max(self.max_duration(system, r) for r in system.roles)
+        )
+        choices = [parse_duration(c) for c in DURATION_CHOICES if parse_duration(c) < limit]
+        return [*choices, limit]
+
+    def may_approve(self, system: System, user_id: str) -> bool:
+        return user_id in system.approvers
+
+    def identity_for(self, system: System, slack_id: str, email: str | None) -> str:
+        """The provider-side user name for a Slack user (override first, then the template)."""
+        override = self.users.get(slack_id)
+        if override:
+            return override.identity
+        needs_email = any(
+            name in ("email", "email_local") for _, name, _, _ in Formatter().parse(system.identity)
+        )
+        if needs_email and not email:
+            raise ValueError(
+                f"no email is known for <@{slack_id}>; add an identity under `users:` in the policy"
+            )
+        return system.identity.format(
+            email=email or "", email_local=(email or "").split("@")[0], slack_id=slack_id
+        )
+
+    def check_ticket(self, system: System, ticket: str) -> str | None:
+        """None when the ticket fits the policy, else the reason it does not."""
+        pattern = self.ticket_pattern(system)
+        if not ticket.strip():
+            return "A ticket or incident ID is required."
+        if pattern and not re.search(pattern, ticket.strip()):
+            return f"Ticket must match {pattern} (e.g. PAY-184 or INC-7)."
+        return None
+
+
+def _unique(values: Iterable[str], what: str) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"duplicate {what} {value!r}")
+        seen.add(value)
+
+
+class PolicyError(Exception):
+    """The policy file is unusable; str() is `file:line: key.path: reason`."""
+
+
+def load_policy(path: str | Path) -> Policy:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read policy file: {exc.strerror}") from None
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise PolicyError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise PolicyError(f"{path}:1: the policy must be a mapping with `systems:`")
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyError(describe_error(path, root, exc)) from None
+    policy._path, policy._root = path, root
+    return policy
+
+
+def describe_error(path: Path, root: yaml.Node | None, exc: ValidationError) -> str:
+    """The first validation error as `file:line: key.path: reason`."""
+    error = exc.errors()[0]
+    loc = [part for part in error["loc"] if not str(part).startswith("function-")]
+    line = line_of(root, loc)
+    key = _key_path(loc) or "(top level)"
+    reason = str(error["msg"]).removeprefix("Value error, ")
+    return f"{path}:{line}: {key}: {reason}"
+
+
+def line_of(root: yaml.Node | None, loc: list[Any]) -> int:
+    """The 1-based line of the deepest node that `loc` reaches in the YAML tree."""
+    node, line = root, (root.start_mark.line + 1 if root else 1)
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if k.value == str(part)), None)
+            key = next((k for k, _ in node.value if k.value == str(part)), None)
+            if match is None:
+                break
+            line, node = key.start_mark.line + 1, match  # type: ignore[union-attr]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                break
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _key_path(loc: list[Any]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

@@ -1,0 +1,74 @@
+"""Assemble the running bot from settings: policy and providers (validated now, so mistakes stop
+start-up), database (migrated), Slack client, notifier and directory, and the timers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from slack_bolt import App
+from slack_sdk import WebClient
+
+from app import db as database
+from app.config import Settings
+from app.context import AppContext, NoDirectory, QuietNotifier
+from app.jobs.expire import resume_interrupted
+from app.jobs.scheduler import start_scheduler
+from app.logging import register_secret
+from app.policy import load_policy
+from app.providers.base import build_providers
+from app.slack.bolt_app import build_bolt_app, make_client
+from app.slack.notices import SlackDirectory, SlackNotifier
+
+
+def build_context(settings: Settings, *, with_slack: bool = True) -> AppContext:
+    policy = load_policy(settings.policy_file)
+    providers = build_providers(policy)
+    engine = database.make_engine(settings.database_url)
+    sessions = database.make_sessionmaker(engine)
+    ctx = AppContext(
+        settings=settings,
+        policy=policy,
+        providers=providers,
+        db=sessions,
+        notify=QuietNotifier(),
+        directory=NoDirectory(),
+    )
+    if with_slack and settings.slack_bot_token:
+        client = make_client(settings)
+        notifier = SlackNotifier(client, policy, sessions)
+        notifier.bind(ctx)
+        ctx.notify, ctx.directory = notifier, SlackDirectory(client)
+    return ctx
+
+
+@dataclass
+class Bot:
+    ctx: AppContext
+    client: WebClient
+    bolt: App
+    scheduler: object | None = None
+
+    def start_timers(self) -> None:
+        """Finish what a crash left, revoke what expired while down, then run the timers."""
+        resume_interrupted(self.ctx)
+        self.scheduler = start_scheduler(self.ctx)
+
+    def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=True)  # type: ignore[attr-defined]
+            self.scheduler = None
+
+
+def build_bot(settings: Settings, *, socket: bool = False, migrate: bool = True) -> Bot:
+    settings.require_slack(socket=socket)
+    for secret in (
+        settings.slack_bot_token,
+        settings.slack_signing_secret,
+        settings.slack_app_token,
+    ):
+        register_secret(secret.get_secret_value() if secret else None)
+    if migrate:
+        database.upgrade(settings.database_url)
+    ctx = build_context(settings)
+    client = make_client(settings)
+    return Bot(ctx=ctx, client=client, bolt=build_bolt_app(ctx, client, socket=socket))

@@ -1,0 +1,32 @@
+"""Build the Bolt app (sync `App`): one Web API client pointed at SLACK_API_URL, listeners
+registered, request signatures verified (HTTP mode) by Bolt on every request."""
+
+from __future__ import annotations
+
+from slack_bolt import App
+from slack_sdk import WebClient
+
+from app.config import Settings
+from app.context import AppContext
+from app.slack.listeners import register
+
+
+def make_client(settings: Settings) -> WebClient:
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    return WebClient(token=token, base_url=settings.slack_api_url, timeout=10)
+
+
+def build_bolt_app(ctx: AppContext, client: WebClient, *, socket: bool = False) -> App:
+    settings = ctx.settings
+    secret = (
+        settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    )
+    app = App(
+        client=client,
+        signing_secret=secret or "socket-mode",
+        request_verification_enabled=not socket,
+        token_verification_enabled=False,
+        process_before_response=False,
+    )
+    register(app, ctx)
+    return app

@@ -1,0 +1,33 @@
+"""action_id / callback_id / block_id names shared by views and listeners."""
+
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    approve = "approve_request"
+    deny = "deny_request"
+    end_session = "end_session"
+    retry_grant = "retry_grant"
+    open_closeout = "open_closeout"
+    system_select = "system_select"
+    role_select = "role_select"
+    duration_select = "duration_select"
+    ticket_input = "ticket_input"
+    reason_input = "reason_input"
+    changes_input = "changes_input"
+    followups_input = "followups_input"
+
+
+class Callback(StrEnum):
+    request_modal = "request_access"
+    closeout_modal = "closeout"
+
+
+class Block(StrEnum):
+    system = "system"
+    role = "role"  # suffixed with the system id, so a new system resets the choice
+    duration = "duration"  # suffixed with system and role, for the same reason
+    ticket = "ticket"
+    reason = "reason"
+    changes = "changes"
+    followups = "followups"

@@ -1,0 +1,64 @@
+"""The HTTP app for production (WSGI, served by gunicorn's threaded workers):
+POST /slack/events → Bolt (signature checked there), GET /healthz → liveness + database check.
+
+Why sync Bolt under gunicorn gthread and not the async adapter: our operations, SQLAlchemy and
+providers are synchronous; Bolt's sync App behind an async adapter handles one request at a
+time, while gthread serves requests concurrently on threads (see bench/ for the figures).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from sqlalchemy import text
+
+from app.runtime import Bot
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def make_wsgi_app(bot: Bot) -> WSGIApp:
+    slack = SlackRequestHandler(bot.bolt, path="/slack/events")
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/healthz" and environ.get("REQUEST_METHOD") == "GET":
+            try:
+                with bot.ctx.db() as db:
+                    db.execute(text("SELECT 1"))
+                status, body = "200 OK", {"ok": True}
+            except Exception as exc:
+                status, body = "503 Service Unavailable", {"ok": False, "error": type(exc).__name__}
+            payload = json.dumps(body).encode()
+            start_response(status, [("Content-Type", "application/json")])
+            return [payload]
+        return slack(environ, start_response)
+
+    return app
+
+
+class GunicornServer(BaseApplication):  # type: ignore[misc]
+    """gunicorn, configured in code: one worker process (the timers live in it) with threads."""
+
+    def __init__(self, wsgi: WSGIApp, bot: Bot, port: int, threads: int) -> None:
+        self.wsgi, self.bot, self.port, self.threads = wsgi, bot, port, threads
+        super().__init__()
+
+    def load_config(self) -> None:
+        bot = self.bot
+        self.cfg.set("bind", f"0.0.0.0:{self.port}")
+        self.cfg.set("workers", 1)
+        self.cfg.set("worker_class", "gthread")
+        self.cfg.set("threads", self.threads)
+        self.cfg.set("timeout", 60)
+        self.cfg.set("graceful_timeout", 30)
+        self.cfg.set("accesslog", None)
+        self.cfg.set("post_worker_init", lambda worker: bot.start_timers())
+        self.cfg.set("worker_exit", lambda server, worker: bot.stop())
+
+    def load(self) -> WSGIApp:
+        return self.wsgi

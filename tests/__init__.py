@@ -1,0 +1,1 @@
+"""Tests for prod-access; a package so that `tests.fakes` imports the same way everywhere."""

@@ -1,0 +1,236 @@
+"""Shared fixtures: a fake Slack Web API server, a webhook target, a real PostgreSQL (session
+scoped), and `bot`: the real app served over real HTTP on localhost, signed requests in."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import pytest
+
+from app import clock
+from app.config import Settings
+from app.context import AppContext
+from app.db import transaction
+from app.jobs.expire import expire_due_sessions
+from app.jobs.reminders import send_closeout_reminders
+from app.models import AccessRequest, AccessSession
+from app.runtime import build_bot
+from app.web import make_wsgi_app
+from tests.fakes.postgres import PostgresServer, postgres_or_skip
+from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_requests import SlackSender
+from tests.fakes.webhook_receiver import WebhookReceiver
+
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+WEBHOOK_SECRET = "whsec-test-0123456789"
+ALICE, BOB, LEAD1, LEAD2, MALLORY = "U0ALICE", "U0BOB", "U0LEAD1", "U0LEAD2", "U0MALLORY"
+USERS = {
+    ALICE: {"email": "alice@example.com", "name": "alice"},
+    BOB: {"email": "bob@example.com", "name": "bob"},
+    LEAD1: {"email": "lead1@example.com", "name": "lead1"},
+    LEAD2: {"email": "lead2@example.com", "name": "lead2"},
+    MALLORY: {"email": "mallory@example.com", "name": "mallory"},
+}
+
+
+def eventually(check: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
+    """Poll until check() returns something truthy (work after ack runs on Bolt's threads)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; last value: {value!r}")
+        time.sleep(0.02)
+
+
+def write_policy(path: Path, webhook_url: str, extra_systems: str = "") -> Path:
+    path.write_text(
+        textwrap.dedent(
+            f"""\
+            defaults:
+              approver_channel: C0APPROVALS
+              ticket_pattern: '^[A-Z][A-Z0-9]+-\\d+$'
+              default_duration: 1h
+              max_duration: 2h
+              closeout_reminders: [15m, 1h, 24h]
+            systems:
+              - id: orders-api
+                name: Orders API
+                provider: webhook
+                config: {{url: '{webhook_url}', secret_env: TEST_WEBHOOK_SECRET, timeout: 2}}
+                identity: '{{email}}'
+                approvers: [{LEAD1}, {LEAD2}, {ALICE}]
+                roles:
+                  - {{id: read, grant: orders-viewer, max_duration: 30m}}
+                  - {{id: write, grant: orders-admin, max_duration: 2h}}
+            """
+        )
+        + extra_systems,
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _reset_clock() -> Iterator[None]:
+    clock.reset()
+    yield
+    clock.reset()
+
+
+@pytest.fixture(scope="session")
+def slack_server() -> Iterator[FakeSlack]:
+    with FakeSlack(users=USERS) as fake:
+        yield fake
+
+
+@pytest.fixture
+def slack(slack_server: FakeSlack) -> FakeSlack:
+    slack_server.clear()
+    return slack_server
+
+
+@pytest.fixture
+def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[WebhookReceiver]:
+    monkeypatch.setenv("TEST_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    with WebhookReceiver(WEBHOOK_SECRET) as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    server = postgres_or_skip(tmp_path_factory.mktemp("pg"))
+    yield server
+    server.stop()
+
+
+_db_counter = iter(range(1, 10_000))
+
+
+@pytest.fixture
+def pg_database(pg_server: PostgresServer) -> str:
+    """A fresh database on the real PostgreSQL server (DSN, psycopg 3 driver)."""
+    dsn = pg_server.create_database(f"bot_{next(_db_counter)}")
+    return dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class BotHarness:
+    """The bot's real WSGI app on a real local HTTP server; timers are run by the test."""
+
+    def __init__(self, settings: Settings, slack: FakeSlack) -> None:
+        self.bot = build_bot(settings)
+        self.ctx: AppContext = self.bot.ctx
+        self.slack = slack
+        self.server = make_server(
+            "127.0.0.1",
+            0,
+            make_wsgi_app(self.bot),
+            server_class=_ThreadingWSGIServer,
+            handler_class=_QuietHandler,
+        )
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/slack/events"
+        self.send = SlackSender(self.url, SIGNING_SECRET, slack.response_url())
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.bot.bolt.listener_runner.listener_executor.shutdown(wait=True)
+
+    # --- time and timers ---
+    def sweep(self) -> Any:
+        return expire_due_sessions(self.ctx)
+
+    def reminders(self) -> list[str]:
+        return send_closeout_reminders(self.ctx)
+
+    # --- reading state ---
+    def request(self, request_id: str) -> AccessRequest:
+        with transaction(self.ctx.db) as db:
+            row = db.get(AccessRequest, request_id)
+            assert row is not None
+            return row
+
+    def session_for(self, request_id: str) -> AccessSession | None:
+        with transaction(self.ctx.db) as db:
+            from sqlalchemy import select
+
+            return db.scalars(
+                select(AccessSession).where(AccessSession.request_id == request_id)
+            ).first()
+
+    def wait_session(self, request_id: str, state: str, timeout: float = 5.0) -> AccessSession:
+        def check() -> AccessSession | None:
+            session = self.session_for(request_id)
+            return session if session is not None and session.state == state else None
+
+        return eventually(check, timeout, f"session of {request_id} to be {state}")
+
+    def latest_request_id(self) -> str:
+        with transaction(self.ctx.db) as db:
+            from sqlalchemy import select
+
+            row = db.scalars(
+                select(AccessRequest).order_by(AccessRequest.created_at.desc())
+            ).first()
+            assert row is not None
+            return row.id
+
+    def quick_request(self, text: str, user: str = "U0BOB") -> str:
+        """Send a quick-form request; wait for its card; return the request id."""
+        answer = self.send.command(text, user)
+        assert answer.status == 200, answer
+        self.slack.wait_for(
+            "chat.postMessage", lambda a: a.get("channel") == "C0APPROVALS" and "blocks" in a
+        )
+        return eventually(lambda: _card_ready(self), what="card ts stored")
+
+
+def _card_ready(harness: BotHarness) -> str | None:
+    request_id = harness.latest_request_id()
+    return request_id if harness.request(request_id).card_ts else None
+
+
+def make_settings(
+    tmp_path: Path, slack: FakeSlack, policy: Path, database_url: str | None = None
+) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        slack_bot_token="xoxb-test-token",  # type: ignore[arg-type]
+        slack_signing_secret=SIGNING_SECRET,  # type: ignore[arg-type]
+        slack_api_url=slack.url,
+        database_url=database_url or f"sqlite:///{tmp_path / 'bot.db'}",
+        policy_file=str(policy),
+        revoke_retry_base_seconds=1,
+    )
+
+
+@pytest.fixture
+def bot(tmp_path: Path, slack: FakeSlack, webhook: WebhookReceiver) -> Iterator[BotHarness]:
+    policy = write_policy(tmp_path / "policy.yml", webhook.url)
+    harness = BotHarness(make_settings(tmp_path, slack, policy), slack)
+    yield harness
+    harness.stop()
+
+
+__all__ = ["ALICE", "BOB", "LEAD1", "LEAD2", "MALLORY", "BotHarness", "eventually", "os"]

@@ -1,0 +1,125 @@
+"""Shared plumbing for the HTTP fakes: one ThreadingHTTPServer on 127.0.0.1 in a daemon thread.
+
+A fake supplies one function, `Request -> Reply`; this module owns the socket, the thread and
+the HTTP details, so each fake reads as the behaviour it imitates. The port is chosen by the
+kernel (bind to port 0), so fakes never collide with each other or with a running service.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request as the fake sees it."""
+
+    path: str  # without the query string
+    query: str
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the fake answers: a JSON body, a status and extra headers."""
+
+    status: int = 200
+    body: dict[str, Any] = field(default_factory=lambda: {"ok": True})
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    handle: Callable[[Request], Reply]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        path, _, query = self.path.partition("?")
+        request = Request(
+            path=path,
+            query=query,
+            headers={name.lower(): value for name, value in self.headers.items()},
+            body=self.rfile.read(length) if length else b"",
+        )
+        try:
+            reply = self.server.handle(request)
+        except Exception as error:
+            # A bug in a fake must show up in the test, not as a dropped connection.
+            traceback.print_exc()
+            reply = Reply(500, {"ok": False, "error": f"fake_server_error: {error!r}"})
+        payload = json.dumps(reply.body).encode()
+        self.send_response(reply.status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        try:
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout under test); nothing left to tell it
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep test output quiet; the fakes record what matters."""
+
+
+class LocalServer:
+    """Serves `handle` on http://127.0.0.1:<free port> until `stop()`."""
+
+    def __init__(self, handle: Callable[[Request], Reply]) -> None:
+        self._handle = handle
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the fake server is not started; call start() first")
+        return self._server.server_address[1]
+
+    def start(self) -> None:
+        if self._server is not None:
+            return
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.handle = self._handle
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"fake-http-{server.server_address[1]}",
+            daemon=True,
+        )
+        self._server = server
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+
+def summarize(value: Any, limit: int = 300) -> str:
+    """A one-line, length-capped rendering of a recorded payload for failure messages."""
+    text = json.dumps(value, default=repr, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,180 @@
+"""Slack as a sender: builds payloads shaped like Slack's (see ../shared/slack/payloads/) and
+POSTs them to the bot's real HTTP endpoint, signed with v0 HMAC-SHA256 like Slack does."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+_counter = itertools.count(1)
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    base = b"v0:" + timestamp.encode() + b":" + body
+    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+@dataclass
+class Answer:
+    status: int
+    text: str
+
+    def json(self) -> Any:
+        return json.loads(self.text) if self.text else None
+
+
+class SlackSender:
+    def __init__(self, url: str, secret: str, response_url: str) -> None:
+        self.url, self.secret, self.response_url = url, secret, response_url
+
+    def post(
+        self,
+        body: bytes,
+        *,
+        timestamp: int | None = None,
+        signature: str | None = None,
+        signed: bool = True,
+    ) -> Answer:
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if signed:
+            headers["X-Slack-Request-Timestamp"] = ts
+            headers["X-Slack-Signature"] = signature or sign(self.secret, ts, body)
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return Answer(response.status, response.read().decode())
+        except urllib.error.HTTPError as exc:
+            return Answer(exc.code, exc.read().decode())
+
+    # --- payloads ---
+    def command_body(self, text: str, user: str) -> bytes:
+        n = next(_counter)
+        return urllib.parse.urlencode(
+            {
+                "token": "legacy-verification-token",
+                "team_id": "T0TEAM",
+                "team_domain": "acme",
+                "channel_id": "C0INCIDENT",
+                "channel_name": "incident",
+                "user_id": user,
+                "user_name": user.lower(),
+                "command": "/prod-access",
+                "text": text,
+                "api_app_id": "A0PRODACCESS",
+                "response_url": self.response_url,
+                "trigger_id": f"{n}.{n}.trigger",
+            }
+        ).encode()
+
+    def command(self, text: str, user: str) -> Answer:
+        return self.post(self.command_body(text, user))
+
+    def interaction(self, payload: dict[str, Any]) -> Answer:
+        body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+        return self.post(body)
+
+    def click(
+        self,
+        action_id: str,
+        value: str,
+        user: str,
+        *,
+        channel: str = "C0APPROVALS",
+        message_ts: str = "1700000000.000100",
+    ) -> Answer:
+        n = next(_counter)
+        return self.interaction(
+            {
+                "type": "block_actions",
+                "team": {"id": "T0TEAM", "domain": "acme"},
+                "user": {"id": user, "username": user.lower(), "team_id": "T0TEAM"},
+                "api_app_id": "A0PRODACCESS",
+                "token": "legacy-verification-token",
+                "container": {
+                    "type": "message",
+                    "message_ts": message_ts,
+                    "channel_id": channel,
+                    "is_ephemeral": False,
+                },
+                "trigger_id": f"{n}.{n}.trigger",
+                "channel": {"id": channel, "name": "approvals"},
+                "message": {"type": "message", "ts": message_ts, "text": "card"},
+                "response_url": self.response_url,
+                "actions": [
+                    {
+                        "action_id": action_id,
+                        "block_id": "blk",
+                        "value": value,
+                        "type": "button",
+                        "action_ts": f"{time.time():.6f}",
+                    }
+                ],
+            }
+        )
+
+    def view_payload(self, view: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **view,
+            "id": view.get("id", "V0MODAL"),
+            "hash": view.get("hash", "1700000000.abc"),
+            "state": {"values": values},
+        }
+
+    def modal_select(
+        self, view: dict[str, Any], values: dict[str, Any], action_id: str, block_id: str, user: str
+    ) -> Answer:
+        """A select inside the modal changed (dispatch_action)."""
+        selected = values[block_id][action_id]["selected_option"]
+        n = next(_counter)
+        return self.interaction(
+            {
+                "type": "block_actions",
+                "team": {"id": "T0TEAM", "domain": "acme"},
+                "user": {"id": user, "username": user.lower(), "team_id": "T0TEAM"},
+                "api_app_id": "A0PRODACCESS",
+                "token": "legacy-verification-token",
+                "container": {"type": "view", "view_id": view.get("id", "V0MODAL")},
+                "trigger_id": f"{n}.{n}.trigger",
+                "view": self.view_payload(view, values),
+                "actions": [
+                    {
+                        "type": "static_select",
+                        "action_id": action_id,
+                        "block_id": block_id,
+                        "selected_option": selected,
+                        "action_ts": f"{time.time():.6f}",
+                    }
+                ],
+            }
+        )
+
+    def submit(self, view: dict[str, Any], values: dict[str, Any], user: str) -> Answer:
+        return self.interaction(
+            {
+                "type": "view_submission",
+                "team": {"id": "T0TEAM", "domain": "acme"},
+                "user": {"id": user, "username": user.lower(), "team_id": "T0TEAM"},
+                "api_app_id": "A0PRODACCESS",
+                "token": "legacy-verification-token",
+                "trigger_id": "1.1.trigger",
+                "view": self.view_payload(view, values),
+                "response_urls": [],
+            }
+        )
+
+
+def select(value: str, action_id: str) -> dict[str, Any]:
+    return {action_id: {"type": "static_select", "selected_option": {"value": value}}}
+
+
+def text_input(value: str, action_id: str) -> dict[str, Any]:
+    return {action_id: {"type": "plain_text_input", "value": value}}

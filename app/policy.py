@@ -21,7 +21,8 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
-    model_validator,
+    ValidationInfo,
+    field_validator,
 )
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
@@ -103,17 +104,23 @@ class System(_Strict):
     max_duration: Duration | None = None
     roles: list[Role] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _check(self) -> System:
-        fields = {name for _, name, _, _ in Formatter().parse(self.identity) if name is not None}
+    @field_validator("identity")
+    @classmethod
+    def _known_fields(cls, identity: str) -> str:
+        fields = {name for _, name, _, _ in Formatter().parse(identity) if name is not None}
         unknown = fields - IDENTITY_FIELDS
         if unknown:
             raise ValueError(
                 f"identity template uses {sorted(unknown)}; allowed: "
                 + ", ".join("{" + f + "}" for f in sorted(IDENTITY_FIELDS))
             )
-        _unique((role.id for role in self.roles), "role id")
-        return self
+        return identity
+
+    @field_validator("roles")
+    @classmethod
+    def _unique_roles(cls, roles: list[Role]) -> list[Role]:
+        _unique((role.id for role in roles), "role id")
+        return roles
 
     def role(self, role_id: str) -> Role | None:
         return next((role for role in self.roles if role.id == role_id), None)
@@ -134,15 +141,17 @@ class Policy(_Strict):
         """`file:line` of a key path in the file this policy came from (for start-up errors)."""
         return f"{self._path or 'policy'}:{line_of(self._root, loc)}"
 
-    @model_validator(mode="after")
-    def _check(self) -> Policy:
-        _unique((system.id for system in self.systems), "system id")
-        for system in self.systems:
-            if not (system.approver_channel or self.defaults.approver_channel):
+    @field_validator("systems")
+    @classmethod
+    def _check_systems(cls, systems: list[System], info: ValidationInfo) -> list[System]:
+        _unique((system.id for system in systems), "system id")
+        defaults = info.data.get("defaults")
+        for system in systems:
+            if not (system.approver_channel or (defaults and defaults.approver_channel)):
                 raise ValueError(
                     f"system {system.id!r} has no approver_channel and defaults has none"
                 )
-        return self
+        return systems
 
     # --- pure questions ---
     def system(self, system_id: str) -> System | None:

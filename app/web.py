@@ -45,7 +45,7 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
     """gunicorn, configured in code: one worker process (the timers live in it) with threads."""
 
     def __init__(self, wsgi: WSGIApp, bot: Bot, port: int, threads: int) -> None:
-        self.wsgi, self.bot, self.port, self.threads = wsgi, bot, port, threads
+        self.application, self.bot, self.port, self.threads = wsgi, bot, port, threads
         super().__init__()
 
     def load_config(self) -> None:
@@ -57,8 +57,10 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         self.cfg.set("timeout", 60)
         self.cfg.set("graceful_timeout", 30)
         self.cfg.set("accesslog", None)
+        if "control_socket_disable" in self.cfg.settings:  # gunicorn ≥ 25: no admin socket
+            self.cfg.set("control_socket_disable", True)
         self.cfg.set("post_worker_init", lambda worker: bot.start_timers())
         self.cfg.set("worker_exit", lambda server, worker: bot.stop())
 
     def load(self) -> WSGIApp:
-        return self.wsgi
+        return self.application

@@ -200,9 +200,7 @@ class BotHarness:
         """Send a quick-form request; wait for its card; return the request id."""
         answer = self.send.command(text, user)
         assert answer.status == 200, answer
-        self.slack.wait_for(
-            "chat.postMessage", lambda a: a.get("channel") == "C0APPROVALS" and "blocks" in a
-        )
+        self.slack.wait_for("chat.postMessage", lambda a: "approve_request" in str(a.get("blocks")))
         return eventually(lambda: _card_ready(self), what="card ts stored")
 
 

@@ -4,73 +4,104 @@ Web API calls into the fake Slack server, grants and revokes into a real webhook
 from __future__ import annotations
 
 import json
+import threading
 from datetime import timedelta
 
-from app import clock
+from app import audit, clock
+from app.db import transaction
 from app.models import CloseoutState, SessionState
-from tests.conftest import ALICE, BOB, LEAD1, BotHarness, eventually
+from tests.conftest import ALICE, BOB, LEAD1, LEAD2, MALLORY, BotHarness, eventually
 from tests.fakes.slack_requests import text_input
+from tests.fakes.webhook_receiver import WebhookReceiver
 
 
-def _card_update(bot: BotHarness, needle: str) -> dict:
-    calls = bot.slack.wait_for("chat.update", lambda a: needle in json.dumps(a.get("blocks")))
-    return calls[-1]
+def _blocks(call: dict) -> str:
+    return json.dumps(call.get("blocks"))
 
 
-def test_quick_request_is_approved_granted_expired_and_closed_out(bot: BotHarness) -> None:
+def _dm(bot: BotHarness, user: str, needle: str) -> dict:
+    return bot.slack.wait_for(
+        "chat.postMessage", lambda a: a.get("channel") == user and needle in _blocks(a) + a["text"]
+    )[-1]
+
+
+def _events(bot: BotHarness, request_id: str) -> list[tuple[str, str]]:
+    with transaction(bot.ctx.db) as db:
+        return [(e.event, e.actor) for e in audit.events(db, request_id)]
+
+
+def _approve_and_wait(bot: BotHarness, request_id: str, approver: str = LEAD1):
+    assert bot.send.click("approve_request", request_id, approver).status == 200
+    return bot.wait_session(request_id, SessionState.active)
+
+
+def test_quick_request_is_approved_granted_expired_and_closed_out(
+    bot: BotHarness, webhook: WebhookReceiver
+) -> None:
     answer = bot.send.command("orders-api write 30m PAY-184 restart payment worker", BOB)
     assert answer.status == 200
     assert "is on its way to the approvers" in answer.text
     card = bot.slack.wait_for("chat.postMessage", lambda a: a.get("channel") == "C0APPROVALS")[0]
-    request_id = eventually(lambda: bot.request(bot.latest_request_id()).card_ts and bot.latest_request_id())
+    request_id = eventually(
+        lambda: bot.request(bot.latest_request_id()).card_ts and bot.latest_request_id()
+    )
     assert request_id in answer.text
-    card_json = json.dumps(card["blocks"])
-    assert "<@U0BOB>" in card_json and "PAY-184" in card_json and "restart payment worker" in card_json
+    card_json = _blocks(card)
+    for expected in ("<@U0BOB>", "Orders API", "write", "30m", "PAY-184", "restart payment worker"):
+        assert expected in card_json
     assert "approve_request" in card_json and "deny_request" in card_json
-    bot.slack.wait_for("chat.postMessage", lambda a: a.get("channel") == BOB and request_id in a["text"])
+    _dm(bot, BOB, request_id)  # the requester's confirmation names the request id
 
-    assert bot.send.click("approve_request", request_id, LEAD1).status == 200
-    grant = bot.slack and eventually(lambda: [r for r in bot.send_hook_requests() if r.body["action"] == "grant"]) if False else None
-    del grant
-    session = bot.wait_session(request_id, SessionState.active)
+    session = _approve_and_wait(bot, request_id)
     assert session.expires_at == session.granted_at + timedelta(minutes=30)
+    grant = webhook.wait_for(1, action="grant")[0]
+    assert grant.signature_valid
+    assert grant.headers["idempotency-key"] == f"{session.id}:grant"
+    assert grant.body["user"] == {
+        "slack_id": BOB,
+        "email": "bob@example.com",
+        "identity": "bob@example.com",
+    }
+    assert grant.body["grant"] == "orders-admin" and grant.body["ticket"] == "PAY-184"
+    assert grant.body["expires_at"].endswith("Z")
 
-    updated = _card_update(bot, "Active")
-    assert "approve_request" not in json.dumps(updated["blocks"])
-    assert "Approved" in json.dumps(updated["blocks"]) and "<@U0LEAD1>" in json.dumps(updated["blocks"])
-    dm = bot.slack.wait_for("chat.postMessage", lambda a: a.get("channel") == BOB and "end_session" in json.dumps(a.get("blocks")))[0]
-    assert f"<!date^{int(session.expires_at.timestamp())}^" in json.dumps(dm["blocks"])
+    updated = bot.slack.wait_for("chat.update", lambda a: "Active" in _blocks(a))[-1]
+    assert updated["ts"] == bot.request(request_id).card_ts
+    assert "approve_request" not in _blocks(updated)  # the buttons are gone
+    assert "Approved" in _blocks(updated) and "<@U0LEAD1>" in _blocks(updated)
+    granted_dm = _dm(bot, BOB, "end_session")
+    assert f"<!date^{int(session.expires_at.timestamp())}^" in _blocks(granted_dm)
 
     clock.travel(timedelta(minutes=30, seconds=1))
-    result = bot.sweep()
-    assert result.expired == [session.id]
+    assert bot.sweep().expired == [session.id]
+    revoke = webhook.wait_for(1, action="revoke")[0]
+    assert revoke.signature_valid and revoke.headers["idempotency-key"] == f"{session.id}:revoke"
     session = bot.wait_session(request_id, SessionState.ended)
     assert session.closeout_state == CloseoutState.prompted
-    prompt = bot.slack.wait_for("chat.postMessage", lambda a: a.get("channel") == BOB and "open_closeout" in json.dumps(a.get("blocks")))[0]
-    assert "expired" in json.dumps(prompt["blocks"])
+    prompt = _dm(bot, BOB, "open_closeout")
+    assert "expired" in _blocks(prompt)
 
     assert bot.send.click("open_closeout", session.id, BOB, channel="D0BOB").status == 200
-    modal = bot.slack.wait_for("views.open", lambda a: a["view"].get("callback_id") == "closeout")[0]["view"]
+    modal = bot.slack.wait_for("views.open", lambda a: a["view"].get("callback_id") == "closeout")
     answer = bot.send.submit(
-        modal,
-        {"changes": text_input("restarted payment-worker-2", "changes_input"),
-         "followups": text_input("PAY-185 fix the leak", "followups_input")},
+        modal[0]["view"],
+        {
+            "changes": text_input("restarted payment-worker-2", "changes_input"),
+            "followups": text_input("PAY-185 fix the leak", "followups_input"),
+        },
         BOB,
     )
     assert answer.status == 200 and answer.text == ""
-    thread = bot.slack.wait_for("chat.postMessage", lambda a: a.get("thread_ts") and "Closeout" in a.get("text", ""))[0]
+    thread = bot.slack.wait_for(
+        "chat.postMessage", lambda a: a.get("thread_ts") and "Closeout" in a.get("text", "")
+    )[0]
     assert thread["thread_ts"] == bot.request(request_id).card_ts
     assert "restarted payment-worker-2" in thread["text"] and "PAY-185" in thread["text"]
     session = bot.session_for(request_id)
     assert session.closeout_state == CloseoutState.closed_out
     assert session.closeout_changes == "restarted payment-worker-2"
 
-    from app import audit
-    from app.db import transaction
-
-    with transaction(bot.ctx.db) as db:
-        events = [(e.event, e.actor) for e in audit.events(db, request_id)]
-    assert events == [
+    assert _events(bot, request_id) == [
         ("requested", BOB),
         ("approved", LEAD1),
         ("granted", "prod-access"),
@@ -79,4 +110,294 @@ def test_quick_request_is_approved_granted_expired_and_closed_out(bot: BotHarnes
         ("closeout_prompted", "prod-access"),
         ("closeout", BOB),
     ]
-    _ = ALICE
+
+
+def test_modal_path_updates_roles_for_the_chosen_system_and_submits(bot: BotHarness) -> None:
+    assert bot.send.command("", BOB).status == 200
+    modal = bot.slack.wait_for("views.open")[0]["view"]
+    assert modal["callback_id"] == "request_access"
+    assert "role_select" not in json.dumps(modal)  # no roles before a system is chosen
+
+    values = {
+        "system": {
+            "system_select": {"type": "static_select", "selected_option": {"value": "orders-api"}}
+        }
+    }
+    assert bot.send.modal_select(modal, values, "system_select", "system", BOB).status == 200
+    updated = bot.slack.wait_for("views.update")[0]
+    view = updated["view"]
+    role_block = next(b for b in view["blocks"] if b["block_id"].startswith("role:"))
+    assert [o["value"] for o in role_block["element"]["options"]] == ["read", "write"]
+
+    values[role_block["block_id"]] = {
+        "role_select": {"type": "static_select", "selected_option": {"value": "read"}}
+    }
+    bot.send.modal_select(view, values, "role_select", role_block["block_id"], BOB)
+    view = bot.slack.wait_for("views.update", count=2)[-1]["view"]
+    duration_block = next(b for b in view["blocks"] if b["block_id"].startswith("duration:"))
+    options = [o["value"] for o in duration_block["element"]["options"]]
+    assert options == ["15m", "30m"]  # bounded by read's 30m maximum
+
+    values[duration_block["block_id"]] = {
+        "duration_select": {"type": "static_select", "selected_option": {"value": "15m"}}
+    }
+    values["ticket"] = text_input("INC-7", "ticket_input")
+    values["reason"] = text_input("check the order backlog", "reason_input")
+    answer = bot.send.submit(view, values, BOB)
+    assert answer.status == 200 and answer.text == ""
+    card = bot.slack.wait_for("chat.postMessage", lambda a: a.get("channel") == "C0APPROVALS")[0]
+    assert "INC-7" in _blocks(card) and "15m" in _blocks(card)
+
+
+def test_modal_shows_inline_errors_and_creates_nothing(bot: BotHarness) -> None:
+    view = {"type": "modal", "callback_id": "request_access", "id": "V1", "blocks": []}
+    answer = bot.send.submit(
+        view,
+        {
+            "system": {
+                "system_select": {
+                    "type": "static_select",
+                    "selected_option": {"value": "orders-api"},
+                }
+            },
+            "role:orders-api": {
+                "role_select": {"type": "static_select", "selected_option": {"value": "read"}}
+            },
+            "duration:orders-api:read": {
+                "duration_select": {"type": "static_select", "selected_option": {"value": "2h"}}
+            },
+            "ticket": text_input("not a ticket", "ticket_input"),
+            "reason": text_input("   ", "reason_input"),
+        },
+        BOB,
+    )
+    assert answer.status == 200
+    body = answer.json()
+    assert body["response_action"] == "errors"
+    assert "longer than the 30m allowed" in body["errors"]["duration:orders-api:read"]
+    assert "Ticket must match" in body["errors"]["ticket"]
+    assert body["errors"]["reason"]
+    unknown = bot.send.submit(
+        view,
+        {
+            "system": {
+                "system_select": {"type": "static_select", "selected_option": {"value": "nope"}}
+            },
+            "ticket": text_input("INC-1", "ticket_input"),
+            "reason": text_input("x", "reason_input"),
+        },
+        BOB,
+    )
+    assert "Unknown system" in unknown.json()["errors"]["system"]
+    assert bot.slack.calls_to("chat.postMessage") == []
+
+
+def test_quick_form_mistakes_get_a_precise_answer_with_usage(bot: BotHarness) -> None:
+    cases = {
+        "orders-api write": "Missing: duration, ticket, reason",
+        "billing write 30m PAY-1 fix": "Unknown system 'billing'",
+        "orders-api admin 30m PAY-1 fix": "Unknown access 'admin'",
+        "orders-api read 3h PAY-1 fix": "longer than the 30m allowed",
+        "orders-api read 10x PAY-1 fix": "Invalid duration '10x'",
+        "orders-api read 10m pay-1 fix": "Ticket must match",
+    }
+    for text, expected in cases.items():
+        answer = bot.send.command(text, BOB)
+        assert answer.status == 200
+        assert expected in answer.text, (text, answer.text)
+        assert "/prod-access <system> <role> <duration> <ticket> <reason…>" in answer.text
+    assert bot.slack.calls_to("chat.postMessage") == []
+
+
+def test_help_lists_systems_and_roles(bot: BotHarness) -> None:
+    answer = bot.send.command("help", BOB)
+    assert "`orders-api`" in answer.text and "`read` (max 30m)" in answer.text
+    assert "`write` (max 2h)" in answer.text and "Usage" in answer.text
+
+
+def test_unsigned_badly_signed_and_stale_requests_are_refused(bot: BotHarness) -> None:
+    body = bot.send.command_body("help", BOB)
+    assert bot.send.post(body, signed=False).status == 401
+    assert bot.send.post(body, signature="v0=" + "0" * 64).status == 401
+    import time
+
+    stale = int(time.time()) - 6 * 60
+    assert bot.send.post(body, timestamp=stale).status == 401
+    assert bot.send.post(body).status == 200
+
+
+def test_non_approver_and_requester_cannot_approve(bot: BotHarness) -> None:
+    request_id = bot.quick_request("orders-api read 15m PAY-9 look at logs", ALICE)
+    bot.send.click("approve_request", request_id, MALLORY)
+    refusal = bot.slack.wait_for("chat.postEphemeral", lambda a: a["user"] == MALLORY)[0]
+    assert "Only the approvers of Orders API" in refusal["text"]
+    bot.send.click("approve_request", request_id, ALICE)  # ALICE is an approver, but asked
+    own = bot.slack.wait_for("chat.postEphemeral", lambda a: a["user"] == ALICE)[0]
+    assert "can't approve your own request" in own["text"]
+    bot.send.click("deny_request", request_id, MALLORY)
+    bot.slack.wait_for("chat.postEphemeral", lambda a: a["user"] == MALLORY, count=2)
+    assert bot.request(request_id).state == "pending"
+    assert bot.session_for(request_id) is None
+    assert bot.slack.calls_to("chat.update") == []
+
+
+def test_double_approve_grants_once(bot: BotHarness, webhook: WebhookReceiver) -> None:
+    request_id = bot.quick_request("orders-api write 1h PAY-2 migrate", BOB)
+    clicks = [
+        threading.Thread(target=bot.send.click, args=("approve_request", request_id, approver))
+        for approver in (LEAD1, LEAD1, LEAD2, LEAD1)
+    ]
+    for click in clicks:
+        click.start()
+    for click in clicks:
+        click.join()
+    bot.wait_session(request_id, SessionState.active)
+    refusals = bot.slack.wait_for("chat.postEphemeral", count=3)
+    assert all("already approved" in r["text"] for r in refusals)
+    assert webhook.actions() == ["grant"]
+    assert [e for e, _ in _events(bot, request_id)].count("granted") == 1
+    assert [e for e, _ in _events(bot, request_id)].count("approved") == 1
+
+
+def test_deny_records_who_denied_and_tells_the_requester(bot: BotHarness) -> None:
+    request_id = bot.quick_request("orders-api write 1h PAY-3 drop table", BOB)
+    bot.send.click("deny_request", request_id, LEAD2)
+    update = bot.slack.wait_for("chat.update", lambda a: "Denied" in _blocks(a))[0]
+    assert "<@U0LEAD2>" in _blocks(update) and "approve_request" not in _blocks(update)
+    _dm(bot, BOB, "denied your request")
+    assert bot.request(request_id).decided_by == LEAD2
+    assert _events(bot, request_id) == [("requested", BOB), ("denied", LEAD2)]
+
+
+def test_user_text_is_escaped_on_the_card(bot: BotHarness) -> None:
+    request_id = bot.quick_request(
+        "orders-api read 15m PAY-4 <!channel> see <http://evil|click> & co", BOB
+    )
+    card = bot.slack.calls_to("chat.postMessage")
+    card = next(c for c in card if c.get("channel") == "C0APPROVALS")
+    text = _blocks(card)
+    assert "<!channel>" not in text and "<http://evil|click>" not in text
+    assert "&lt;!channel&gt;" in text and "&lt;http://evil|click&gt;" in text and "&amp; co" in text
+    assert bot.request(request_id).reason == "<!channel> see <http://evil|click> & co"
+
+
+def test_failed_grant_is_shown_and_can_be_retried(
+    bot: BotHarness, webhook: WebhookReceiver
+) -> None:
+    webhook.respond_with(503)
+    request_id = bot.quick_request("orders-api write 1h PAY-5 hotfix", BOB)
+    bot.send.click("approve_request", request_id, LEAD1)
+    session = bot.wait_session(request_id, SessionState.grant_failed)
+    assert "HTTP 503" in session.last_error
+    card = bot.slack.wait_for("chat.update", lambda a: "Grant failed" in _blocks(a))[-1]
+    assert "HTTP 503" in _blocks(card) and "retry_grant" in _blocks(card)
+    assert "Active" not in _blocks(card)
+    _dm(bot, BOB, "Nothing was granted")
+
+    bot.send.click("retry_grant", session.id, LEAD2)
+    bot.wait_session(request_id, SessionState.active)
+    assert webhook.actions() == ["grant", "grant"]
+    assert [e for e, _ in _events(bot, request_id)] == [
+        "requested",
+        "approved",
+        "grant_failed",
+        "grant_retried",
+        "granted",
+    ]
+
+
+def test_failed_revoke_is_retried_with_backoff_and_shown_in_the_thread(
+    bot: BotHarness, webhook: WebhookReceiver
+) -> None:
+    request_id = bot.quick_request("orders-api write 1h PAY-6 hotfix", BOB)
+    session = _approve_and_wait(bot, request_id)
+    webhook.respond_with(500, times=2)
+    clock.travel(timedelta(hours=1, seconds=1))
+    bot.sweep()
+    failing = bot.wait_session(request_id, SessionState.revoke_failing)
+    assert failing.attempts == 1 and failing.next_attempt_at > clock.now()
+    thread = bot.slack.wait_for("chat.postMessage", lambda a: "Revoke failed" in a.get("text", ""))[
+        0
+    ]
+    assert thread["thread_ts"] == bot.request(request_id).card_ts
+    bot.sweep()  # not due yet: nothing is called
+    assert webhook.actions().count("revoke") == 1
+
+    clock.travel(timedelta(seconds=2))
+    bot.sweep()
+    assert bot.wait_session(request_id, SessionState.revoke_failing).attempts == 2
+    clock.travel(timedelta(seconds=5))
+    bot.sweep()
+    ended = bot.wait_session(request_id, SessionState.ended)
+    assert webhook.actions() == ["grant", "revoke", "revoke", "revoke"]
+    assert [e for e, _ in _events(bot, request_id)].count("revoke_failed") == 2
+    assert ended.id == session.id
+
+
+def test_end_access_now_and_done_revoke_early(bot: BotHarness, webhook: WebhookReceiver) -> None:
+    first = bot.quick_request("orders-api write 1h PAY-7 hotfix", BOB)
+    session = _approve_and_wait(bot, first)
+    bot.send.click("end_session", session.id, MALLORY, channel="D0BOB")
+    bot.slack.wait_for("chat.postEphemeral", lambda a: a["user"] == MALLORY)
+    assert bot.session_for(first).state == SessionState.active
+    bot.send.click("end_session", session.id, BOB, channel="D0BOB")
+    ended = bot.wait_session(first, SessionState.ended)
+    assert ended.end_reason == "released" and ended.ended_by == BOB
+
+    second = bot.quick_request("orders-api read 15m PAY-8 check", BOB)
+    _approve_and_wait(bot, second)
+    listing = bot.send.command("list", BOB)
+    assert "active until" in listing.text and "read on orders-api" in listing.text
+    answer = bot.send.command("done", BOB)
+    assert "Ending" in answer.text
+    bot.wait_session(second, SessionState.ended)
+    assert webhook.actions() == ["grant", "revoke", "grant", "revoke"]
+    assert "no active access" in bot.send.command("done", BOB).text
+    assert ("released", BOB) in _events(bot, second)
+
+
+def test_overlapping_sessions_keep_access_until_the_last_one_ends(
+    bot: BotHarness, webhook: WebhookReceiver
+) -> None:
+    first = bot.quick_request("orders-api write 30m PAY-10 part one", BOB)
+    one = _approve_and_wait(bot, first)
+    second = bot.quick_request("orders-api write 2h PAY-11 part two", BOB)
+    two = _approve_and_wait(bot, second)
+
+    clock.travel(timedelta(minutes=31))
+    bot.sweep()
+    assert bot.wait_session(first, SessionState.ended).id == one.id
+    assert webhook.actions() == ["grant", "grant"]  # no revoke: PAY-11 still needs the access
+    assert ("revoke_skipped", "prod-access") in _events(bot, first)
+    assert bot.session_for(second).state == SessionState.active
+
+    clock.travel(timedelta(hours=2))
+    bot.sweep()
+    assert bot.wait_session(second, SessionState.ended).id == two.id
+    assert webhook.actions() == ["grant", "grant", "revoke"]
+    assert ("revoked", "prod-access") in _events(bot, second)
+
+
+def test_closeout_reminders_follow_the_policy_until_a_note_is_written(bot: BotHarness) -> None:
+    request_id = bot.quick_request("orders-api read 15m PAY-12 check", BOB)
+    session = _approve_and_wait(bot, request_id)
+    bot.send.click("end_session", session.id, BOB, channel="D0BOB")
+    bot.wait_session(request_id, SessionState.ended)
+    assert bot.reminders() == []
+    clock.travel(timedelta(minutes=15, seconds=1))
+    assert bot.reminders() == [session.id]
+    _dm(bot, BOB, "Reminder 1")
+    assert bot.reminders() == []
+    clock.travel(timedelta(hours=1))
+    assert bot.reminders() == [session.id]
+    _dm(bot, BOB, "Reminder 2")
+    bot.send.click("open_closeout", session.id, ALICE, channel="D0ALICE")
+    bot.slack.wait_for("chat.postEphemeral", lambda a: a["user"] == ALICE)
+    bot.send.click("open_closeout", session.id, BOB, channel="D0BOB")
+    modal = bot.slack.wait_for("views.open")[0]["view"]
+    empty = bot.send.submit(modal, {"changes": text_input("  ", "changes_input")}, BOB)
+    assert empty.json()["response_action"] == "errors"
+    bot.send.submit(modal, {"changes": text_input("nothing", "changes_input")}, BOB)
+    eventually(lambda: bot.session_for(request_id).closeout_state == CloseoutState.closed_out)
+    clock.travel(timedelta(days=2))
+    assert bot.reminders() == []

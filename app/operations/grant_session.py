@@ -8,6 +8,7 @@ providers treat a repeated grant as success.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from app import audit, clock
@@ -27,10 +28,13 @@ def grant_session(ctx: AppContext, session_id: str) -> AccessSession:
         error = _resolve_identity(ctx, session)
         session.next_attempt_at = clock.now() + INTENT_LEASE
     if error is None:
+        # The provider is told when the access will end (its own safety net); the session's
+        # real window starts when the grant is confirmed, a moment later.
+        planned_end = clock.now() + timedelta(seconds=session.request.duration_seconds)
         try:
             provider = provider_for(ctx, session.system_id)
             with holder_lock(session):
-                provider.grant(access_of(session))
+                provider.grant(replace(access_of(session), expires_at=planned_end))
         except (ProviderError, OperationError) as exc:
             error = short(exc)
     with transaction(ctx.db) as db:

@@ -234,5 +234,5 @@ def _field_errors(values: dict, errors: dict[str, str]) -> dict[str, str]:
             (b for b in values if b == field or b.startswith(field + ":")),
             Block.system if field in ("role", "duration") else field,
         )
-        out[block_id] = message
+        out.setdefault(block_id, message)  # the first problem of a block is the one to fix first
     return out

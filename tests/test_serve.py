@@ -1,0 +1,246 @@
+"""The real `prod-access serve` process (gunicorn, as the Procfile runs it): health, signed
+requests, expiry within 2 seconds, revoke at start of what expired while it was down, and
+start-up refusing bad settings and policy files with one clear line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BOB, LEAD1, SIGNING_SECRET, WEBHOOK_SECRET, eventually, write_policy
+from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_requests import SlackSender
+from tests.fakes.webhook_receiver import WebhookReceiver
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    def __init__(self, tmp_path: Path, env: dict[str, str]) -> None:
+        self.tmp_path, self.env = tmp_path, env
+        self.port = int(env["PORT"])
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = tmp_path / "serve.log"
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "app", "serve", "--http"],
+                cwd=self.tmp_path,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        eventually(self.healthy, timeout=20, what=f"healthz; log:\n{self.log_text()}")
+
+    def healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"server exited {self.proc.returncode}:\n{self.log_text()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    @property
+    def sender(self) -> SlackSender:
+        return SlackSender(f"http://127.0.0.1:{self.port}/slack/events", SIGNING_SECRET, "")
+
+
+@pytest.fixture
+def env(tmp_path: Path, slack: FakeSlack, webhook: WebhookReceiver) -> dict[str, str]:
+    policy = write_policy(tmp_path / "policy.yml", webhook.url)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_"))}
+    return {
+        **clean,
+        "SLACK_BOT_TOKEN": "xoxb-serve-test",
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.url,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
+        "POLICY_FILE": str(policy),
+        "PORT": str(_free_port()),
+        "TEST_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "LOG_FORMAT": "json",
+    }
+
+
+@pytest.fixture
+def server(tmp_path: Path, env: dict[str, str]) -> Iterator[Server]:
+    srv = Server(tmp_path, env)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def _db(env: dict[str, str]) -> sqlite3.Connection:
+    return sqlite3.connect(env["DATABASE_URL"].removeprefix("sqlite:///"), timeout=30)
+
+
+def _granted_session(server: Server, slack: FakeSlack, env: dict[str, str]) -> str:
+    answer = server.sender.command("orders-api write 1h PAY-184 restart payment worker", BOB)
+    assert answer.status == 200 and "on its way" in answer.text
+    request_id = answer.text.split("`")[1]
+    eventually(lambda: _one(env, "SELECT card_ts FROM access_requests WHERE id=?", request_id))
+    assert server.sender.click("approve_request", request_id, LEAD1).status == 200
+    eventually(
+        lambda: (
+            _one(env, "SELECT state FROM access_sessions WHERE request_id=?", request_id)
+            == "active"
+        ),
+        what="session active",
+    )
+    return _one(env, "SELECT id FROM access_sessions WHERE request_id=?", request_id)
+
+
+def _one(env: dict[str, str], query: str, *args: object) -> object:
+    with _db(env) as conn:
+        row = conn.execute(query, args).fetchone()
+    return row[0] if row else None
+
+
+def test_serve_answers_health_and_signed_requests_only(server: Server) -> None:
+    assert server.healthy()
+    body = server.sender.command_body("help", BOB)
+    assert server.sender.post(body, signed=False).status == 401
+    answer = server.sender.post(body)
+    assert answer.status == 200 and "orders-api" in answer.text
+
+
+def test_session_is_revoked_within_two_seconds_of_expiry(
+    server: Server, slack: FakeSlack, webhook: WebhookReceiver, env: dict[str, str]
+) -> None:
+    session_id = _granted_session(server, slack, env)
+    expires = datetime.now(UTC) + timedelta(seconds=1)
+    with _db(env) as conn:
+        conn.execute(
+            "UPDATE access_sessions SET expires_at=? WHERE id=?",
+            (expires.strftime("%Y-%m-%d %H:%M:%S.%f"), session_id),
+        )
+    webhook.wait_for(1, action="revoke", timeout=10)
+    arrived = datetime.now(UTC)
+    lag = (arrived - expires).total_seconds()
+    assert lag <= 2.0, f"revoke arrived {lag:.2f}s after expiry"
+    eventually(
+        lambda: _one(env, "SELECT state FROM access_sessions WHERE id=?", session_id) == "ended"
+    )
+
+
+def test_sessions_that_expired_while_the_bot_was_down_are_revoked_at_start(
+    server: Server, slack: FakeSlack, webhook: WebhookReceiver, env: dict[str, str]
+) -> None:
+    session_id = _granted_session(server, slack, env)
+    server.stop()
+    past = datetime.now(UTC) - timedelta(minutes=5)
+    with _db(env) as conn:
+        conn.execute(
+            "UPDATE access_sessions SET expires_at=? WHERE id=?",
+            (past.strftime("%Y-%m-%d %H:%M:%S.%f"), session_id),
+        )
+    assert webhook.actions() == ["grant"]
+    server.start()
+    webhook.wait_for(1, action="revoke", timeout=10)
+    eventually(
+        lambda: _one(env, "SELECT state FROM access_sessions WHERE id=?", session_id) == "ended"
+    )
+    events = [
+        row[0]
+        for row in _db(env).execute(
+            "SELECT event FROM audit_events WHERE session_id=? ORDER BY id", (session_id,)
+        )
+    ]
+    assert events[-3:] == ["expired", "revoked", "closeout_prompted"]
+
+
+def _run_cli(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_missing_setting_stops_start_with_one_line_naming_it(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    env = {k: v for k, v in env.items() if k != "SLACK_SIGNING_SECRET"}
+    result = _run_cli(tmp_path, env, "serve", "--http")
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip() == "prod-access: SLACK_SIGNING_SECRET is not set (see .env.example)"
+    )
+    bad_port = _run_cli(tmp_path, {**env, "SLACK_SIGNING_SECRET": "x", "PORT": "http"}, "serve")
+    assert bad_port.returncode == 2 and "PORT is invalid" in bad_port.stderr
+
+
+def test_bad_policy_stops_start_with_file_line_and_reason(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    policy = Path(env["POLICY_FILE"])
+    good = policy.read_text()
+    text = good.replace("max_duration: 30m", "max_duration: 30 minutes")
+    policy.write_text(text)
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if "30 minutes" in row)
+    result = _run_cli(tmp_path, env, "serve", "--http")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"prod-access: {policy}:{line}: systems[0].roles[0].max_duration: "
+        "invalid duration '30 minutes' (use e.g. 30s, 20m, 1h, 1h30m, 2d)"
+    )
+    policy.write_text(good.replace("provider: webhook", "provider: carrier-pigeon"))
+    line = next(i for i, row in enumerate(good.splitlines(), 1) if "provider:" in row)
+    unknown = _run_cli(tmp_path, env, "serve", "--http")
+    assert unknown.returncode == 2
+    assert f"policy.yml:{line}: systems[0].provider: unknown provider 'carrier-pigeon'" in (
+        unknown.stderr
+    )
+    policy.write_text(good.replace("timeout: 2", "timeout: soon"))
+    config = _run_cli(tmp_path, env, "serve", "--http")
+    assert config.returncode == 2 and "systems[0].config.timeout" in config.stderr
+
+
+def test_audit_command_prints_the_trail_as_table_and_json(
+    server: Server, slack: FakeSlack, env: dict[str, str], tmp_path: Path
+) -> None:
+    import json
+
+    session_id = _granted_session(server, slack, env)
+    table = _run_cli(tmp_path, env, "audit")
+    assert table.returncode == 0
+    assert table.stdout.splitlines()[0].split()[:3] == ["AT", "EVENT", "ACTOR"]
+    assert "approved" in table.stdout and LEAD1 in table.stdout
+    lines = _run_cli(tmp_path, env, "audit", "--json").stdout.splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert [r["event"] for r in rows] == ["requested", "approved", "granted"]
+    assert rows[2]["session_id"] == session_id and rows[2]["at"].endswith("Z")
+    assert rows[0]["actor"] == BOB and rows[0]["ticket"] == "PAY-184"

@@ -401,3 +401,17 @@ def test_closeout_reminders_follow_the_policy_until_a_note_is_written(bot: BotHa
     eventually(lambda: bot.session_for(request_id).closeout_state == CloseoutState.closed_out)
     clock.travel(timedelta(days=2))
     assert bot.reminders() == []
+
+
+def test_home_tab_shows_open_access_with_end_button(bot: BotHarness) -> None:
+    request_id = bot.quick_request("orders-api read 15m PAY-13 check", BOB)
+    session = _approve_and_wait(bot, request_id)
+    pending = bot.quick_request("orders-api write 1h PAY-14 fix", BOB)
+    answer = bot.send.interaction_event(
+        {"type": "app_home_opened", "user": BOB, "channel": "D0BOB", "tab": "home"}
+    )
+    assert answer.status == 200
+    view = bot.slack.wait_for("views.publish", lambda a: a["user_id"] == BOB)[0]["view"]
+    text = json.dumps(view)
+    assert view["type"] == "home"
+    assert session.id in text and "end_session" in text and pending in text

@@ -46,7 +46,7 @@ def register(app: App, ctx: AppContext) -> None:
             )
         elif word == "help":
             ack(text=views.help_text(ctx.policy))
-        elif word == "list":
+        elif word in ("list", "status"):
             with transaction(ctx.db) as db:
                 answer = views.list_text(
                     queries.pending_requests(db, user), queries.open_sessions(db, user)
@@ -84,6 +84,15 @@ def register(app: App, ctx: AppContext) -> None:
         ack(text="Ending " + ", ".join(f"`{t}`" for t in targets) + " now.")
         for session_id in targets:
             _try(lambda sid=session_id: end_session(ctx, sid, EndReason.released, user))
+
+    @app.event("app_home_opened")
+    def on_home_opened(event: dict, client: WebClient) -> None:
+        user = event["user"]
+        with transaction(ctx.db) as db:
+            view = views.home_view(
+                ctx.policy, queries.pending_requests(db, user), queries.open_sessions(db, user)
+            )
+        client.views_publish(user_id=user, view=view)
 
     # --- the request modal ---
     @app.action(Action.system_select)

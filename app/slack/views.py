@@ -411,3 +411,27 @@ def closeout_thread_text(session: AccessSession) -> str:
         f"*What changed*\n{quote(session.closeout_changes or '', 1400)}\n"
         f"*Follow-ups*\n{quote(followups, 1400)}"
     )
+
+
+# --- App Home ----------------------------------------------------------------------------
+
+
+def home_view(policy: Policy, requests: list[AccessRequest], sessions: list[AccessSession]) -> dict:
+    """The Home tab: the person's open access (with End now) and pending requests."""
+    blocks: list[Block] = [HeaderBlock(text="Your production access")]
+    if not sessions and not requests:
+        blocks.append(_mrkdwn("You have no open access and no pending requests."))
+    for session in sessions[:40]:
+        line = SectionBlock(text=MarkdownTextObject(text=session_line(session)))
+        if session.state == SessionState.active:
+            line.accessory = ButtonElement(
+                text="End access now",
+                action_id=Action.end_session,
+                value=session.id,
+                style="danger",
+            )
+        blocks.append(line)
+    if requests:
+        blocks.append(_mrkdwn(list_text(requests, [])))
+    blocks.append(_context(help_text(policy)))
+    return View(type="home", blocks=blocks[:100]).to_dict()

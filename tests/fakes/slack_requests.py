@@ -42,9 +42,10 @@ class SlackSender:
         timestamp: int | None = None,
         signature: str | None = None,
         signed: bool = True,
+        content_type: str = "application/x-www-form-urlencoded",
     ) -> Answer:
         ts = str(int(time.time()) if timestamp is None else timestamp)
-        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        headers = {"Content-Type": content_type}
         if signed:
             headers["X-Slack-Request-Timestamp"] = ts
             headers["X-Slack-Signature"] = signature or sign(self.secret, ts, body)
@@ -81,6 +82,21 @@ class SlackSender:
     def interaction(self, payload: dict[str, Any]) -> Answer:
         body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
         return self.post(body)
+
+    def interaction_event(self, event: dict[str, Any]) -> Answer:
+        """An Events API callback (JSON body), e.g. app_home_opened."""
+        body = json.dumps(
+            {
+                "token": "legacy-verification-token",
+                "team_id": "T0TEAM",
+                "api_app_id": "A0PRODACCESS",
+                "type": "event_callback",
+                "event_id": f"Ev{next(_counter)}",
+                "event_time": int(time.time()),
+                "event": {**event, "event_ts": f"{time.time():.6f}"},
+            }
+        ).encode()
+        return self.post(body, content_type="application/json")
 
     def click(
         self,

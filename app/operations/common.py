@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.context import AppContext
 from app.models import AccessRequest, AccessSession
-from app.operations.errors import NotFound
+from app.operations.errors import NotAllowed, NotFound
 from app.providers.base import AccessGrant, Provider
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
@@ -54,6 +54,18 @@ def access_of(session: AccessSession) -> AccessGrant:
         reason=request.reason,
         expires_at=session.expires_at,
     )
+
+
+def check_requester_or_approver(
+    ctx: AppContext, session: AccessSession, user_id: str, doing: str
+) -> None:
+    """Ending or retrying a session is for the person who has it and the system's approvers."""
+    system = ctx.policy.system(session.system_id)
+    if user_id == session.requester_id or (
+        system is not None and ctx.policy.may_approve(system, user_id)
+    ):
+        return
+    raise NotAllowed(f"Only the requester or an approver can {doing}.")
 
 
 def provider_for(ctx: AppContext, system_id: str) -> Provider:

@@ -28,11 +28,12 @@ from app.operations.common import (
     INTENT_LEASE,
     access_of,
     backoff,
+    check_requester_or_approver,
     holder_lock,
     load_locked,
     provider_for,
 )
-from app.operations.errors import ConflictError, NotAllowed, OperationError
+from app.operations.errors import ConflictError, OperationError
 from app.providers.base import ProviderError, short
 
 _AUDIT_EVENT = {
@@ -49,12 +50,7 @@ def end_session(ctx: AppContext, session_id: str, reason: EndReason, actor: str)
     with transaction(ctx.db) as db:
         session = load_locked(db, AccessSession, session_id)
         if reason == EndReason.released:
-            system = ctx.policy.system(session.system_id)
-            allowed = actor == session.requester_id or (
-                system is not None and ctx.policy.may_approve(system, actor)
-            )
-            if not allowed:
-                raise NotAllowed("Only the requester or an approver can end this access.")
+            check_requester_or_approver(ctx, session, actor, "end this access")
         if session.state == SessionState.active:
             session.state = SessionState.revoking
             session.end_reason, session.ended_by = reason, actor

@@ -15,8 +15,15 @@ from app import audit, clock
 from app.context import AppContext
 from app.db import transaction
 from app.models import AccessSession, SessionState
-from app.operations.common import INTENT_LEASE, access_of, holder_lock, load_locked, provider_for
-from app.operations.errors import ConflictError, NotAllowed, OperationError
+from app.operations.common import (
+    INTENT_LEASE,
+    access_of,
+    check_requester_or_approver,
+    holder_lock,
+    load_locked,
+    provider_for,
+)
+from app.operations.errors import ConflictError, OperationError
 from app.providers.base import ProviderError, short
 
 
@@ -88,12 +95,7 @@ def retry_grant(ctx: AppContext, session_id: str, user_id: str) -> AccessSession
     """A failed grant tried again by an approver or the requester: grant_failed → granting."""
     with transaction(ctx.db) as db:
         session = load_locked(db, AccessSession, session_id)
-        system = ctx.policy.system(session.system_id)
-        allowed = user_id == session.requester_id or (
-            system is not None and ctx.policy.may_approve(system, user_id)
-        )
-        if not allowed:
-            raise NotAllowed("Only the requester or an approver can retry this grant.")
+        check_requester_or_approver(ctx, session, user_id, "retry this grant")
         if session.state != SessionState.grant_failed:
             raise ConflictError(f"Session {session.id} is {session.state.value}, not failed.")
         session.state = SessionState.granting

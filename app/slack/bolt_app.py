@@ -3,6 +3,8 @@ registered, request signatures verified (HTTP mode) by Bolt on every request."""
 
 from __future__ import annotations
 
+import logging
+
 from slack_bolt import App
 from slack_sdk import WebClient
 
@@ -16,11 +18,20 @@ def make_client(settings: Settings) -> WebClient:
     return WebClient(token=token, base_url=settings.slack_api_url, timeout=10)
 
 
+class _SameTokenNotice(logging.Filter):
+    """Bolt warns that SLACK_BOT_TOKEN in the env is unused when a client is given; it is the
+    client's token, so the warning only confuses operators."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
 def build_bolt_app(ctx: AppContext, client: WebClient, *, socket: bool = False) -> App:
     settings = ctx.settings
     secret = (
         settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     )
+    logging.getLogger("slack_bolt.App").addFilter(_SameTokenNotice())
     app = App(
         client=client,
         signing_secret=secret or "socket-mode",

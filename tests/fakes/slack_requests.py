@@ -98,6 +98,21 @@ class SlackSender:
         ).encode()
         return self.post(body, content_type="application/json")
 
+    def _interaction(self, kind: str, user: str, **fields: Any) -> Answer:
+        """Every interaction payload carries the same envelope: type, team, user, app, token."""
+        n = next(_counter)
+        return self.interaction(
+            {
+                "type": kind,
+                "team": {"id": "T0TEAM", "domain": "acme"},
+                "user": {"id": user, "username": user.lower(), "team_id": "T0TEAM"},
+                "api_app_id": "A0PRODACCESS",
+                "token": "legacy-verification-token",
+                "trigger_id": f"{n}.{n}.trigger",
+                **fields,
+            }
+        )
+
     def click(
         self,
         action_id: str,
@@ -107,34 +122,28 @@ class SlackSender:
         channel: str = "C0APPROVALS",
         message_ts: str = "1700000000.000100",
     ) -> Answer:
-        n = next(_counter)
-        return self.interaction(
-            {
-                "type": "block_actions",
-                "team": {"id": "T0TEAM", "domain": "acme"},
-                "user": {"id": user, "username": user.lower(), "team_id": "T0TEAM"},
-                "api_app_id": "A0PRODACCESS",
-                "token": "legacy-verification-token",
-                "container": {
-                    "type": "message",
-                    "message_ts": message_ts,
-                    "channel_id": channel,
-                    "is_ephemeral": False,
-                },
-                "trigger_id": f"{n}.{n}.trigger",
-                "channel": {"id": channel, "name": "approvals"},
-                "message": {"type": "message", "ts": message_ts, "text": "card"},
-                "response_url": self.response_url,
-                "actions": [
-                    {
-                        "action_id": action_id,
-                        "block_id": "blk",
-                        "value": value,
-                        "type": "button",
-                        "action_ts": f"{time.time():.6f}",
-                    }
-                ],
-            }
+        """A button on a message (the card, a DM) was clicked."""
+        return self._interaction(
+            "block_actions",
+            user,
+            container={
+                "type": "message",
+                "message_ts": message_ts,
+                "channel_id": channel,
+                "is_ephemeral": False,
+            },
+            channel={"id": channel, "name": "approvals"},
+            message={"type": "message", "ts": message_ts, "text": "card"},
+            response_url=self.response_url,
+            actions=[
+                {
+                    "action_id": action_id,
+                    "block_id": "blk",
+                    "value": value,
+                    "type": "button",
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
         )
 
     def view_payload(self, view: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
@@ -149,42 +158,25 @@ class SlackSender:
         self, view: dict[str, Any], values: dict[str, Any], action_id: str, block_id: str, user: str
     ) -> Answer:
         """A select inside the modal changed (dispatch_action)."""
-        selected = values[block_id][action_id]["selected_option"]
-        n = next(_counter)
-        return self.interaction(
-            {
-                "type": "block_actions",
-                "team": {"id": "T0TEAM", "domain": "acme"},
-                "user": {"id": user, "username": user.lower(), "team_id": "T0TEAM"},
-                "api_app_id": "A0PRODACCESS",
-                "token": "legacy-verification-token",
-                "container": {"type": "view", "view_id": view.get("id", "V0MODAL")},
-                "trigger_id": f"{n}.{n}.trigger",
-                "view": self.view_payload(view, values),
-                "actions": [
-                    {
-                        "type": "static_select",
-                        "action_id": action_id,
-                        "block_id": block_id,
-                        "selected_option": selected,
-                        "action_ts": f"{time.time():.6f}",
-                    }
-                ],
-            }
+        return self._interaction(
+            "block_actions",
+            user,
+            container={"type": "view", "view_id": view.get("id", "V0MODAL")},
+            view=self.view_payload(view, values),
+            actions=[
+                {
+                    "type": "static_select",
+                    "action_id": action_id,
+                    "block_id": block_id,
+                    "selected_option": values[block_id][action_id]["selected_option"],
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
         )
 
     def submit(self, view: dict[str, Any], values: dict[str, Any], user: str) -> Answer:
-        return self.interaction(
-            {
-                "type": "view_submission",
-                "team": {"id": "T0TEAM", "domain": "acme"},
-                "user": {"id": user, "username": user.lower(), "team_id": "T0TEAM"},
-                "api_app_id": "A0PRODACCESS",
-                "token": "legacy-verification-token",
-                "trigger_id": "1.1.trigger",
-                "view": self.view_payload(view, values),
-                "response_urls": [],
-            }
+        return self._interaction(
+            "view_submission", user, view=self.view_payload(view, values), response_urls=[]
         )
 
 

@@ -3,6 +3,7 @@ scoped), and `bot`: the real app served over real HTTP on localhost, signed requ
 
 from __future__ import annotations
 
+import itertools
 import os
 import textwrap
 import threading
@@ -114,7 +115,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServ
     server.stop()
 
 
-_db_counter = iter(range(1, 10_000))
+_db_counter = itertools.count(1)
 
 
 @pytest.fixture
@@ -223,10 +224,14 @@ def make_settings(
     )
 
 
-@pytest.fixture
-def bot(tmp_path: Path, slack: FakeSlack, webhook: WebhookReceiver) -> Iterator[BotHarness]:
+@pytest.fixture(params=["sqlite", "postgres"])
+def bot(
+    request: pytest.FixtureRequest, tmp_path: Path, slack: FakeSlack, webhook: WebhookReceiver
+) -> Iterator[BotHarness]:
+    """The bot with its own database on SQLite (one process) and on a real PostgreSQL."""
+    database_url = request.getfixturevalue("pg_database") if request.param == "postgres" else None
     policy = write_policy(tmp_path / "policy.yml", webhook.url)
-    harness = BotHarness(make_settings(tmp_path, slack, policy), slack)
+    harness = BotHarness(make_settings(tmp_path, slack, policy, database_url), slack)
     yield harness
     harness.stop()
 

@@ -3,6 +3,7 @@ pg_has_role, and the whole loop with the bot's own database on PostgreSQL."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -33,10 +34,13 @@ users:
 """
 
 
+_numbers = itertools.count(1)
+
+
 @pytest.fixture
 def target_dsn(pg_server: PostgresServer) -> Iterator[str]:
     """A database standing in for the team's checkout DB, with its roles and people."""
-    dsn = pg_server.create_database(f"checkout_{id(object())}")
+    dsn = pg_server.create_database(f"checkout_{next(_numbers)}")
     with psycopg.connect(dsn, autocommit=True) as conn:
         for role in ("checkout_readonly", "checkout_readwrite", "bob"):
             conn.execute(

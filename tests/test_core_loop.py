@@ -415,3 +415,14 @@ def test_home_tab_shows_open_access_with_end_button(bot: BotHarness) -> None:
     text = json.dumps(view)
     assert view["type"] == "home"
     assert session.id in text and "end_session" in text and pending in text
+
+
+def test_unknown_email_fails_the_grant_with_the_reason(
+    bot: BotHarness, webhook: WebhookReceiver
+) -> None:
+    request_id = bot.quick_request("orders-api read 15m PAY-15 check", BOB)
+    bot.slack.fail("users.info", "user_not_found")
+    bot.send.click("approve_request", request_id, LEAD1)
+    session = bot.wait_session(request_id, SessionState.grant_failed)
+    assert "cannot look up <@U0BOB> in Slack (user_not_found)" in session.last_error
+    assert webhook.actions() == []  # nothing was sent to the provider

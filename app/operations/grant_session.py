@@ -32,7 +32,13 @@ def grant_session(ctx: AppContext, session_id: str) -> AccessSession:
         session = load_locked(db, AccessSession, session_id)
         if session.state != SessionState.granting:
             return session
-        error = _resolve_identity(ctx, session)
+    # The directory (Slack users.info) is asked outside any transaction: no lock waits on it.
+    identity, email, error = _resolve_identity(ctx, session)
+    with transaction(ctx.db) as db:
+        session = load_locked(db, AccessSession, session_id)
+        if session.state != SessionState.granting:
+            return session
+        session.identity, session.email = identity, email
         session.next_attempt_at = clock.now() + INTENT_LEASE
     if error is None:
         # The provider is told when the access will end (its own safety net); the session's
@@ -76,19 +82,20 @@ def grant_session(ctx: AppContext, session_id: str) -> AccessSession:
     return session
 
 
-def _resolve_identity(ctx: AppContext, session: AccessSession) -> str | None:
-    """Fill in the provider identity (and email); return an error text if it cannot be known."""
+def _resolve_identity(
+    ctx: AppContext, session: AccessSession
+) -> tuple[str | None, str | None, str | None]:
+    """(identity, email, error): who the person is at the provider, or why that is unknown."""
+    if session.identity:
+        return session.identity, session.email, None
     system = ctx.policy.system(session.system_id)
     if system is None:
-        return f"system {session.system_id} is no longer in the policy"
-    if session.identity:
-        return None
+        return None, None, f"system {session.system_id} is no longer in the policy"
     try:
-        session.email = ctx.directory.email_for(session.requester_id)
-        session.identity = ctx.policy.identity_for(system, session.requester_id, session.email)
+        email = ctx.directory.email_for(session.requester_id)
+        return ctx.policy.identity_for(system, session.requester_id, email), email, None
     except (ValueError, OperationError) as exc:
-        return short(exc)
-    return None
+        return None, None, short(exc)
 
 
 def retry_grant(ctx: AppContext, session_id: str, user_id: str) -> AccessSession:

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     # --- HTTP server ---
     port: int = Field(default=3000, ge=1, le=65535)
     web_threads: int = Field(default=8, ge=1, le=256)
+    work_threads: int = Field(default=4, ge=1, le=64)
 
     # --- Timers ---
     expiry_interval_seconds: float = Field(default=1.0, gt=0, le=60)

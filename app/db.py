@@ -2,11 +2,14 @@
 
 SQLite (the default) is for one process: every transaction starts with BEGIN IMMEDIATE, so two
 threads that both try to approve the same request run one after the other and the second sees
-the first's decision. PostgreSQL gets the same guarantee from SELECT … FOR UPDATE row locks.
+the first's decision. Threads queue for that on a lock in Python rather than in SQLite's busy
+handler, which sleeps and retries (1, 2, 5, 10 … ms) and so made waits far longer than the
+transactions they waited for. PostgreSQL gets the same guarantee from SELECT … FOR UPDATE.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_WAIT_SECONDS = 30
 
 
 def normalize_url(url: str) -> str:
@@ -42,14 +46,32 @@ def make_engine(url: str) -> Engine:
             cursor = dbapi_connection.cursor()
             if ":memory:" not in url and url not in ("sqlite://", "sqlite:///"):
                 cursor.execute("PRAGMA journal_mode=WAL")
+                # WAL + NORMAL: a commit survives the process dying, not the machine losing
+                # power mid-write; fsync per commit would make every ack wait on the disk.
+                cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
+        writer = threading.Lock()
+
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            if not writer.acquire(timeout=SQLITE_WAIT_SECONDS):
+                raise TimeoutError(f"SQLite was busy for {SQLITE_WAIT_SECONDS} s")
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                writer.release()
+                raise
+            conn.info["holds_writer"] = True
 
+        def _sqlite_end(conn: Any) -> None:
+            if conn.info.pop("holds_writer", False):
+                writer.release()
+
+        event.listen(engine, "commit", _sqlite_end)
+        event.listen(engine, "rollback", _sqlite_end)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 

@@ -11,11 +11,12 @@ from slack_sdk import WebClient
 from app import db as database
 from app.config import Settings
 from app.context import AppContext, NoDirectory, QuietNotifier
-from app.jobs.expire import resume_interrupted
+from app.jobs.expire import announce_unposted_requests, resume_interrupted
 from app.jobs.scheduler import start_scheduler
 from app.logging import register_secret
 from app.policy import load_policy
 from app.providers.base import build_providers
+from app.slack.after_ack import AfterAck
 from app.slack.bolt_app import build_bolt_app, make_client
 from app.slack.notices import SlackDirectory, SlackNotifier
 
@@ -46,17 +47,22 @@ class Bot:
     ctx: AppContext
     client: WebClient
     bolt: App
+    later: AfterAck
     scheduler: object | None = None
 
     def start_timers(self) -> None:
-        """Finish what a crash left, revoke what expired while down, then run the timers."""
+        """Finish what a crash left, revoke what expired while down, post cards never posted,
+        then run the timers."""
         resume_interrupted(self.ctx)
+        announce_unposted_requests(self.ctx)
         self.scheduler = start_scheduler(self.ctx)
 
     def stop(self) -> None:
+        """Graceful stop: no new timer runs, then finish the work already acknowledged."""
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)  # type: ignore[attr-defined]
             self.scheduler = None
+        self.later.shutdown()
 
 
 def build_bot(settings: Settings, *, socket: bool = False, migrate: bool = True) -> Bot:
@@ -71,4 +77,5 @@ def build_bot(settings: Settings, *, socket: bool = False, migrate: bool = True)
         database.upgrade(settings.database_url)
     ctx = build_context(settings)
     client = make_client(settings)
-    return Bot(ctx=ctx, client=client, bolt=build_bolt_app(ctx, client, socket=socket))
+    later = AfterAck(settings.work_threads)
+    return Bot(ctx, client, build_bolt_app(ctx, client, later, socket=socket), later)

@@ -149,8 +149,10 @@ class Server:
         self.name, self.cmd, self.env, self.cwd = name, cmd, env, cwd
         self.port, self.log = port, log
         self.proc: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
 
     def start(self) -> None:
+        self.started = time.monotonic()
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 self.cmd,
@@ -170,10 +172,9 @@ class Server:
         return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
 
     def wait_healthy(self, timeout: float = STARTUP_TIMEOUT) -> float:
-        """Seconds until GET /healthz answered 200; StartupError if it never does."""
+        """Seconds from start() until GET /healthz answered 200; StartupError if it never does."""
         assert self.proc is not None
-        started = time.monotonic()
-        while time.monotonic() - started < timeout:
+        while time.monotonic() - self.started < timeout:
             if self.proc.poll() is not None:
                 raise StartupError(
                     f"{self.name} exited with status {self.proc.returncode}:\n{self.log_tail()}"
@@ -184,7 +185,7 @@ class Server:
                 response = conn.getresponse()
                 response.read()
                 if response.status == 200:
-                    return time.monotonic() - started
+                    return time.monotonic() - self.started
             except (OSError, http.client.HTTPException):
                 pass
             finally:
@@ -247,21 +248,29 @@ class Load:
         self.serial = 0  # request number across warm-up and measurement (tickets, requesters)
         self._lock = threading.Lock()
 
-    def run(self, count: int) -> Result:
+    def run(self, count: int, rate: float | None = None) -> Result:
+        """Closed loop (each client sends again as soon as answered) or, with `rate`, open loop:
+        request i is due at start + i/rate whatever the answers, and its latency counts from
+        when it was due (so a server that falls behind is not flattered)."""
         result = Result()
         remaining = [count]
+        first = time.perf_counter() + 0.05
 
-        def take() -> int | None:
+        def take() -> tuple[int, float | None] | None:
             with self._lock:
                 if remaining[0] <= 0 or time.monotonic() > self.deadline:
                     return None
+                index = count - remaining[0]
                 remaining[0] -= 1
                 self.serial += 1
-                return self.serial
+                return self.serial, (first + index / rate) if rate else None
 
         def worker() -> None:
             conn: http.client.HTTPConnection | None = None
-            while (n := take()) is not None:
+            while (job := take()) is not None:
+                n, due = job
+                if due is not None:
+                    time.sleep(max(0.0, due - time.perf_counter()))
                 if conn is None:
                     conn = http.client.HTTPConnection(
                         "127.0.0.1", self.port, timeout=REQUEST_TIMEOUT
@@ -277,7 +286,7 @@ class Load:
                     "X-Slack-Request-Timestamp": timestamp,
                     "X-Slack-Signature": sign(SIGNING_SECRET, timestamp, body),
                 }
-                started = time.perf_counter()
+                started = due if due is not None else time.perf_counter()
                 try:
                     conn.request("POST", "/slack/events", body=body, headers=headers)
                     response = conn.getresponse()
@@ -401,6 +410,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=8, help="WEB_THREADS for both servers")
     parser.add_argument("--warmup", type=int, default=100, help="uncounted requests per target")
     parser.add_argument("--quick", action="store_true", help="smoke run: 200 requests per target")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="open loop: send this many requests per second to each target (same load for "
+        "both) instead of as fast as answers come back",
+    )
     parser.add_argument("--drain", type=float, default=30.0, help="max seconds to wait for cards")
     parser.add_argument(
         "--time-limit", type=float, default=900.0, help="stop sending after this many seconds"
@@ -411,6 +427,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.requests < 1 or args.concurrency < 1 or args.threads < 1 or args.warmup < 0:
         parser.error("--requests, --concurrency and --threads must be >= 1, --warmup >= 0")
     return args
+
+
+def gunicorn_has_control_socket() -> bool:
+    from gunicorn.config import Config
+
+    return "control_socket_disable" in Config().settings
 
 
 def server_env(base: dict[str, str], **values: str) -> dict[str, str]:
@@ -451,7 +473,10 @@ def make_servers(
     )
     bare_cmd = [sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", "1"]
     bare_cmd += ["--threads", str(args.threads), "-b", f"127.0.0.1:{bare_port}"]
-    bare_cmd += ["--timeout", "60", "--graceful-timeout", "30", "bench.bare_bolt_app:api"]
+    bare_cmd += ["--timeout", "60", "--graceful-timeout", "30"]
+    if gunicorn_has_control_socket():  # app/web.py turns it off too (gunicorn >= 25.1)
+        bare_cmd.append("--no-control-socket")
+    bare_cmd.append("bench.bare_bolt_app:api")
     bare = Server(
         "bare",
         bare_cmd,
@@ -473,8 +498,9 @@ def measure(
         f"servers: gunicorn, 1 worker, gthread, {args.threads} threads each "
         f"(healthy after: bot {ready['bot']:.1f}s, bare {ready['bare']:.1f}s); "
         "bot on SQLite with one webhook system\n"
-        f"load: {args.concurrency} client threads, one keep-alive connection each; "
-        f"{args.warmup} warm-up + {args.requests} measured requests per target; "
+        f"load: {args.concurrency} client thread(s), one keep-alive connection each, "
+        + (f"open loop at {args.rate:g} requests/s; " if args.rate else "closed loop; ")
+        + f"{args.warmup} warm-up + {args.requests} measured requests per target; "
         "targets run one after the other: bare first, then bot\n",
         flush=True,
     )
@@ -484,9 +510,9 @@ def measure(
     for name, port, check in (("bare", bare.port, check_bare), ("bot", bot.port, check_bot)):
         load = Load(port, args.concurrency, sender, check, deadline)
         if args.warmup:
-            warm = load.run(args.warmup)
+            warm = load.run(args.warmup, args.rate)
             print_errors(f"{name} (warm-up)", warm)
-        results[name] = load.run(args.requests)
+        results[name] = load.run(args.requests, args.rate)
 
     expected_cards = args.warmup + args.requests
     cards, drained = drain_cards(slack, expected_cards, args.drain)

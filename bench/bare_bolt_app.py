@@ -3,10 +3,11 @@
 Same stack as the bot (sync Bolt `App`, `slack_bolt.adapter.wsgi.SlackRequestHandler`, request
 signatures checked, `process_before_response=False`, a GET /healthz answered in front of Bolt),
 but the listener does nothing except `ack()`. Served by gunicorn exactly like app/web.py serves
-the bot (one worker, gthread, `--threads N`):
+the bot (one worker, gthread, `--threads N`, no control socket on gunicorn >= 25.1):
 
     SLACK_SIGNING_SECRET=… SLACK_BOT_TOKEN=xoxb-… SLACK_API_URL=http://127.0.0.1:PORT/api/ \
-        python -m gunicorn -k gthread -w 1 --threads 8 -b 127.0.0.1:3001 bench.bare_bolt_app:api
+        python -m gunicorn -k gthread -w 1 --threads 8 -b 127.0.0.1:3001 --no-control-socket \
+        bench.bare_bolt_app:api
 """
 
 from __future__ import annotations

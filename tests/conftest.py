@@ -156,7 +156,7 @@ class BotHarness:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-        self.bot.bolt.listener_runner.listener_executor.shutdown(wait=True)
+        self.bot.later.shutdown()
 
     # --- time and timers ---
     def sweep(self) -> Any:

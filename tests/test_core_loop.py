@@ -426,3 +426,17 @@ def test_unknown_email_fails_the_grant_with_the_reason(
     session = bot.wait_session(request_id, SessionState.grant_failed)
     assert "cannot look up <@U0BOB> in Slack (user_not_found)" in session.last_error
     assert webhook.actions() == []  # nothing was sent to the provider
+
+
+def test_a_card_that_was_never_posted_is_posted_at_start(bot: BotHarness) -> None:
+    from app.jobs.expire import announce_unposted_requests
+
+    bot.slack.fail("chat.postMessage", "channel_not_found")
+    bot.send.command("orders-api read 15m PAY-16 check", BOB)
+    warning = _dm(bot, BOB, "could not be posted")
+    assert "channel_not_found" in warning["text"]
+    request_id = bot.latest_request_id()
+    assert bot.request(request_id).card_ts is None
+    assert announce_unposted_requests(bot.ctx) == [request_id]
+    assert bot.request(request_id).card_ts is not None
+    assert announce_unposted_requests(bot.ctx) == []

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from app import audit, clock
 from app.context import AppContext
 from app.db import transaction
-from app.models import AccessSession, EndReason, SessionState
+from app.models import AccessRequest, AccessSession, EndReason, RequestState, SessionState
 from app.operations.end_session import end_session, revoke_session
 from app.operations.errors import OperationError
 from app.operations.grant_session import grant_session
@@ -67,6 +67,20 @@ def resume_interrupted(ctx: AppContext) -> SweepResult:
         for row in rows:
             row.next_attempt_at = clock.now()
     return expire_due_sessions(ctx)
+
+
+def announce_unposted_requests(ctx: AppContext) -> list[str]:
+    """At start: pending requests whose card was never posted (the process stopped between
+    storing the request and posting it) are posted now."""
+    with transaction(ctx.db) as db:
+        requests = db.scalars(
+            select(AccessRequest).where(
+                AccessRequest.state == RequestState.pending, AccessRequest.card_ts.is_(None)
+            )
+        ).all()
+    for request in requests:
+        ctx.notify.request_created(request)
+    return [r.id for r in requests]
 
 
 def _safely(fn: object, *args: object) -> None:

@@ -80,16 +80,22 @@ def validate(policy: Policy, form: RequestForm) -> ValidRequest:
     return ValidRequest(system.id, role.id, duration, ticket, reason)
 
 
-def request_access(
-    ctx: AppContext, requester_id: str, form: RequestForm, request_id: str | None = None
-) -> AccessRequest:
-    """Validate and store a pending request, audit it, then post it to the approvers."""
+def request_access(ctx: AppContext, requester_id: str, form: RequestForm) -> AccessRequest:
+    """Validate, store and audit a pending request, then post it to the approvers."""
+    request = create_request(ctx, requester_id, form)
+    ctx.notify.request_created(request)
+    return request
+
+
+def create_request(ctx: AppContext, requester_id: str, form: RequestForm) -> AccessRequest:
+    """Validate, store and audit a pending request (InvalidRequest says what is wrong).
+    Posting it is the caller's next step (Slack: after the ack)."""
     valid = validate(ctx.policy, form)
     system = ctx.policy.system(valid.system)
     assert system is not None
     with transaction(ctx.db) as db:
         request = AccessRequest(
-            id=request_id or new_id("R"),
+            id=new_id("R"),
             requester_id=requester_id,
             system_id=valid.system,
             role_id=valid.role,
@@ -109,7 +115,6 @@ def request_access(
             duration=format_duration(valid.duration),
             reason=valid.reason,
         )
-    ctx.notify.request_created(request)
     return request
 
 

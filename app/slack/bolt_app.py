@@ -10,6 +10,7 @@ from slack_sdk import WebClient
 
 from app.config import Settings
 from app.context import AppContext
+from app.slack.after_ack import AfterAck
 from app.slack.listeners import register
 
 
@@ -26,7 +27,9 @@ class _SameTokenNotice(logging.Filter):
         return "`token` will be unused" not in record.getMessage()
 
 
-def build_bolt_app(ctx: AppContext, client: WebClient, *, socket: bool = False) -> App:
+def build_bolt_app(
+    ctx: AppContext, client: WebClient, later: AfterAck, *, socket: bool = False
+) -> App:
     settings = ctx.settings
     secret = (
         settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
@@ -37,7 +40,9 @@ def build_bolt_app(ctx: AppContext, client: WebClient, *, socket: bool = False) 
         signing_secret=secret or "socket-mode",
         request_verification_enabled=not socket,
         token_verification_enabled=False,
-        process_before_response=False,
+        # Listeners run in the request's thread and return right after ack(); the slow part
+        # goes to `later` (see after_ack.py for why not Bolt's own thread pool).
+        process_before_response=True,
     )
-    register(app, ctx)
+    register(app, ctx, later)
     return app

@@ -2,6 +2,7 @@
 
 No business rules here. Every click is re-checked by the operation it calls (the payload says
 who clicked; it never decides what they may do). Refusals go back to the clicker alone.
+Anything slow (Slack Web API calls, provider calls) goes to `later` after the ack.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from app.context import AppContext
 from app.db import transaction
 from app.models import AccessSession, EndReason
 from app.operations import queries
-from app.operations.common import new_id
 from app.operations.decide_request import approve_request, deny_request
 from app.operations.end_session import end_session
 from app.operations.errors import InvalidRequest, NotFound, OperationError
 from app.operations.grant_session import grant_session, retry_grant
 from app.operations.record_closeout import check_closeout_writer, record_closeout
-from app.operations.request_access import RequestForm, request_access, validate
+from app.operations.request_access import RequestForm, create_request
 from app.slack import views
+from app.slack.after_ack import AfterAck
 from app.slack.ids import Action, Block, Callback
 from app.slack.text import escape, unescape
 
@@ -31,7 +32,7 @@ log = structlog.get_logger(__name__)
 QUICK_FIELDS = ("system", "role", "duration", "ticket", "reason")
 
 
-def register(app: App, ctx: AppContext) -> None:
+def register(app: App, ctx: AppContext, later: AfterAck) -> None:
     """Attach every listener to the Bolt app."""
 
     @app.command("/prod-access")
@@ -41,9 +42,8 @@ def register(app: App, ctx: AppContext) -> None:
         word = text.split(maxsplit=1)[0].lower() if text else ""
         if not text:
             ack()
-            client.views_open(
-                trigger_id=command["trigger_id"], view=views.request_modal(ctx.policy)
-            )
+            modal = views.request_modal(ctx.policy)
+            later(client.views_open, trigger_id=command["trigger_id"], view=modal)
         elif word == "help":
             ack(text=views.help_text(ctx.policy))
         elif word in ("list", "status"):
@@ -63,15 +63,13 @@ def register(app: App, ctx: AppContext) -> None:
             missing = ", ".join(QUICK_FIELDS[len(parts) :])
             ack(text=views.problem_text({"missing": f"Missing: {missing}."}))
             return
-        form = RequestForm(*parts)
         try:
-            validate(ctx.policy, form)
+            request = create_request(ctx, user, RequestForm(*parts))  # stored before we say so
         except InvalidRequest as exc:
             ack(text=views.problem_text(exc.errors))
             return
-        request_id = new_id("R")
-        ack(text=f"Request `{request_id}` is on its way to the approvers.")
-        request_access(ctx, user, form, request_id=request_id)
+        ack(text=f"Request `{request.id}` is on its way to the approvers.")
+        later(ctx.notify.request_created, request)
 
     def _done(ack: Ack, user: str, ids: list[str]) -> None:
         with transaction(ctx.db) as db:
@@ -83,11 +81,14 @@ def register(app: App, ctx: AppContext) -> None:
             return
         ack(text="Ending " + ", ".join(f"`{t}`" for t in targets) + " now.")
         for session_id in targets:
-            _try(lambda sid=session_id: end_session(ctx, sid, EndReason.released, user))
+            later(_try, lambda sid=session_id: end_session(ctx, sid, EndReason.released, user))
 
     @app.event("app_home_opened")
-    def on_home_opened(event: dict, client: WebClient) -> None:
-        user = event["user"]
+    def on_home_opened(ack: Ack, event: dict, client: WebClient) -> None:
+        ack()
+        later(_publish_home, client, event["user"])
+
+    def _publish_home(client: WebClient, user: str) -> None:
         with transaction(ctx.db) as db:
             view = views.home_view(
                 ctx.policy, queries.pending_requests(db, user), queries.open_sessions(db, user)
@@ -101,7 +102,8 @@ def register(app: App, ctx: AppContext) -> None:
         ack()
         view = body["view"]
         system, role = _selected(view["state"]["values"])
-        client.views_update(
+        later(
+            client.views_update,
             view_id=view["id"],
             hash=view.get("hash"),
             view=views.request_modal(ctx.policy, system, role),
@@ -119,48 +121,54 @@ def register(app: App, ctx: AppContext) -> None:
             reason=_value(values, Block.reason) or "",
         )
         try:
-            validate(ctx.policy, form)
+            request = create_request(ctx, body["user"]["id"], form)
         except InvalidRequest as exc:
             ack(response_action="errors", errors=_field_errors(values, exc.errors))
             return
         ack()
-        request_access(ctx, body["user"]["id"], form)
+        later(ctx.notify.request_created, request)
 
     # --- the approval card ---
     @app.action(Action.approve)
     def on_approve(ack: Ack, body: dict, action: dict, client: WebClient) -> None:
         ack()
-        user = body["user"]["id"]
-        session = _try(lambda: approve_request(ctx, action["value"], user), client, body)
+        later(_approve_and_grant, action["value"], body, client)
+
+    def _approve_and_grant(request_id: str, body: dict, client: WebClient) -> None:
+        session = _try(lambda: approve_request(ctx, request_id, body["user"]["id"]), client, body)
         if session is not None:
             grant_session(ctx, session.id)
 
     @app.action(Action.deny)
     def on_deny(ack: Ack, body: dict, action: dict, client: WebClient) -> None:
         ack()
-        _try(lambda: deny_request(ctx, action["value"], body["user"]["id"]), client, body)
+        later(_try, lambda: deny_request(ctx, action["value"], body["user"]["id"]), client, body)
 
     @app.action(Action.retry_grant)
     def on_retry_grant(ack: Ack, body: dict, action: dict, client: WebClient) -> None:
         ack()
-        _try(lambda: retry_grant(ctx, action["value"], body["user"]["id"]), client, body)
+        later(_try, lambda: retry_grant(ctx, action["value"], body["user"]["id"]), client, body)
 
     # --- the requester's DM ---
     @app.action(Action.end_session)
     def on_end_session(ack: Ack, body: dict, action: dict, client: WebClient) -> None:
         ack()
         user = body["user"]["id"]
-        _try(lambda: end_session(ctx, action["value"], EndReason.released, user), client, body)
+        later(
+            _try, lambda: end_session(ctx, action["value"], EndReason.released, user), client, body
+        )
 
     @app.action(Action.open_closeout)
     def on_open_closeout(ack: Ack, body: dict, action: dict, client: WebClient) -> None:
         ack()
+        later(_open_closeout, action["value"], body, client)
 
+    def _open_closeout(session_id: str, body: dict, client: WebClient) -> None:
         def check() -> AccessSession:
             with transaction(ctx.db) as db:
-                session = db.get(AccessSession, action["value"])
+                session = db.get(AccessSession, session_id)
                 if session is None:
-                    raise NotFound(f"No session {action['value']} exists.")
+                    raise NotFound(f"No session {session_id} exists.")
                 check_closeout_writer(session, body["user"]["id"])
                 return session
 
@@ -188,14 +196,15 @@ def register(app: App, ctx: AppContext) -> None:
             ack(response_action="errors", errors={Block.changes: str(exc)})
             return
         ack()
-        _try(
+        later(
+            _try,
             lambda: record_closeout(
                 ctx,
                 view["private_metadata"],
                 body["user"]["id"],
                 changes,
                 _value(values, Block.followups) or "",
-            )
+            ),
         )
 
     def _try(fn: Any, client: WebClient | None = None, body: dict | None = None) -> Any:

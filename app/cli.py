@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from app import audit
-from app.config import SettingsError, load_settings
+from app.config import Settings, SettingsError, load_settings
 from app.logging import setup_logging
 from app.policy import PolicyError
+
+if TYPE_CHECKING:
+    from app.runtime import Bot
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,36 +60,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1
 
 
-def _socket_mode(settings: object, args: argparse.Namespace) -> bool:
+def _socket_mode(settings: Settings, args: argparse.Namespace) -> bool:
     if args.http:
         return False
     if args.socket:
         return True
-    return getattr(settings, "slack_app_token", None) is not None
+    return settings.slack_app_token is not None
 
 
-def _serve(settings: object, *, socket: bool) -> int:
+def _serve(settings: Settings, *, socket: bool) -> int:
     from app.runtime import build_bot
 
-    bot = build_bot(settings, socket=socket)  # type: ignore[arg-type]
+    bot = build_bot(settings, socket=socket)
     if socket:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-        token = settings.slack_app_token.get_secret_value()  # type: ignore[attr-defined]
-        bot.start_timers()
-        try:
-            SocketModeHandler(bot.bolt, token).start()
-        finally:
-            bot.stop()
-        return 0
+        assert settings.slack_app_token is not None  # build_bot checked it
+        return _serve_socket(bot, settings.slack_app_token.get_secret_value())
     from app.web import GunicornServer, make_wsgi_app
 
     GunicornServer(
         make_wsgi_app(bot),
         bot,
-        port=settings.port,  # type: ignore[attr-defined]
-        threads=settings.web_threads,  # type: ignore[attr-defined]
+        port=settings.port,
+        threads=settings.web_threads,
     ).run()
+    return 0
+
+
+def _serve_socket(bot: Bot, app_token: str) -> int:
+    """Socket Mode until SIGTERM/SIGINT, then stop in order: no new events, finish the work
+    already acknowledged, stop the timers."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    handler = SocketModeHandler(bot.bolt, app_token)
+    bot.start_timers()
+    try:
+        handler.connect()
+        stop.wait()
+    finally:
+        handler.close()
+        bot.stop()
     return 0
 
 

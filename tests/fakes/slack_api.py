@@ -9,7 +9,10 @@ Rules it relies on (Slack's, kept here so tests catch what Slack would refuse):
 - every Web API call needs `Authorization: Bearer xoxb-…`, else `not_authed` / `invalid_auth`;
 - answers are HTTP 200 with `{"ok": …}` unless `fail()` asks for an HTTP error (a 429 carries
   `Retry-After`);
-- `response_url`s (from `response_url()`) take JSON without a token, like Slack's.
+- `response_url`s (from `response_url()`) take JSON without a token, like Slack's;
+- `apps.connections.open` (Socket Mode) needs the app-level token, `Authorization: Bearer
+  xapp-…` (a bot token gets `not_allowed_token_type`), and answers the WebSocket URL set in
+  `socket_mode_url` (tests run their own WebSocket server; see tests/test_socket_mode.py).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ USER_TZ = "Europe/Berlin"
 JSON_FORM_FIELDS = ("blocks", "view", "attachments", "metadata")
 VIEW_METHODS = ("views.open", "views.update", "views.push", "views.publish")
 RESPONSE_URL = "response_url"
+CONNECTIONS_OPEN = "apps.connections.open"
 
 
 @dataclass
@@ -76,11 +80,14 @@ class FakeSlack:
     """A recording fake of the Slack Web API; see the module docstring.
 
     `users` maps user ids to `{"email": …, "name": …}` (optionally `"tz"`), answered by
-    `users.info`; it stays editable as `fake.users`.
+    `users.info`; it stays editable as `fake.users`. `socket_mode_url` is the `url` that
+    `apps.connections.open` answers (e.g. `ws://127.0.0.1:PORT/link`); while it is None that
+    method answers `{"ok": false, "error": "fake_socket_mode_url_not_set"}`.
     """
 
     def __init__(self, users: dict[str, dict] | None = None) -> None:
         self.users: dict[str, dict] = dict(users or {})
+        self.socket_mode_url: str | None = None
         self._server = LocalServer(self._handle)
         self._changed = threading.Condition()
         self._calls: list[Call] = []
@@ -158,10 +165,12 @@ class FakeSlack:
         )
 
     def clear(self) -> None:
-        """Forget recorded calls and any failures still pending from `fail()`."""
+        """Forget recorded calls, any failures still pending from `fail()` and the
+        `socket_mode_url`."""
         with self._changed:
             self._calls.clear()
             self._failures.clear()
+            self.socket_mode_url = None
 
     def fail(
         self, method: str, error: str = "internal_error", times: int = 1, status: int = 200
@@ -183,6 +192,10 @@ class FakeSlack:
             authorization = request.headers.get("authorization", "")
             if not authorization:
                 return Reply(body={"ok": False, "error": "not_authed"})
+            if method == CONNECTIONS_OPEN:
+                return self._injected_failure(method) or Reply(
+                    body=self._connections_open(authorization)
+                )
             if not authorization.startswith("Bearer xoxb-"):
                 return Reply(body={"ok": False, "error": "invalid_auth"})
             return self._injected_failure(method) or Reply(body=self._answer(method, args))
@@ -266,6 +279,18 @@ class FakeSlack:
             user = str(args.get("users", "")).split(",")[0].strip()
             return {"ok": True, "channel": {"id": args.get("channel") or "D" + user}}
         return {"ok": True}
+
+    def _connections_open(self, authorization: str) -> dict[str, Any]:
+        """Socket Mode: only an app-level token may open a connection."""
+        if authorization.startswith("Bearer xoxb-"):
+            return {"ok": False, "error": "not_allowed_token_type"}
+        if not authorization.startswith("Bearer xapp-"):
+            return {"ok": False, "error": "invalid_auth"}
+        with self._changed:
+            url = self.socket_mode_url
+        if url is None:
+            return {"ok": False, "error": "fake_socket_mode_url_not_set"}
+        return {"ok": True, "url": url}
 
     def _user_info(self, user_id: str) -> dict[str, Any]:
         user = self.users.get(user_id)

@@ -21,7 +21,7 @@ from app.slack.bolt_app import build_bolt_app, make_client
 from app.slack.notices import SlackDirectory, SlackNotifier
 
 
-def build_context(settings: Settings, *, with_slack: bool = True) -> AppContext:
+def build_context(settings: Settings) -> AppContext:
     policy = load_policy(settings.policy_file)
     providers = build_providers(policy)
     engine = database.make_engine(settings.database_url)
@@ -34,7 +34,7 @@ def build_context(settings: Settings, *, with_slack: bool = True) -> AppContext:
         notify=QuietNotifier(),
         directory=NoDirectory(),
     )
-    if with_slack and settings.slack_bot_token:
+    if settings.slack_bot_token:
         client = make_client(settings)
         notifier = SlackNotifier(client, policy, sessions)
         notifier.bind(ctx)

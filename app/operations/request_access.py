@@ -1,4 +1,4 @@
-"""Create an access request from the modal or the quick form: validate, store, audit, announce.
+"""Create an access request from the modal or the quick form: validate, store, audit.
 
 Validation is one function for both paths, answering per field in the user's words, so the modal
 shows inline errors and the quick form says exactly what is wrong.
@@ -78,13 +78,6 @@ def validate(policy: Policy, form: RequestForm) -> ValidRequest:
         raise InvalidRequest(errors)
     assert system and role and duration
     return ValidRequest(system.id, role.id, duration, ticket, reason)
-
-
-def request_access(ctx: AppContext, requester_id: str, form: RequestForm) -> AccessRequest:
-    """Validate, store and audit a pending request, then post it to the approvers."""
-    request = create_request(ctx, requester_id, form)
-    ctx.notify.request_created(request)
-    return request
 
 
 def create_request(ctx: AppContext, requester_id: str, form: RequestForm) -> AccessRequest:

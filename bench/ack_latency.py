@@ -51,7 +51,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -63,6 +62,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from tests.fakes.policy import write_policy  # noqa: E402
 from tests.fakes.slack_api import FakeSlack  # noqa: E402
 from tests.fakes.slack_requests import SlackSender, sign  # noqa: E402
 from tests.fakes.webhook_receiver import WebhookReceiver  # noqa: E402
@@ -90,35 +90,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def write_policy(path: Path, webhook_url: str) -> Path:
-    """One webhook system; its approvers are never among the requesters."""
-    approvers = ", ".join(APPROVERS)
-    path.write_text(
-        textwrap.dedent(
-            f"""\
-            defaults:
-              approver_channel: {APPROVER_CHANNEL}
-              ticket_pattern: '^[A-Z][A-Z0-9]+-\\d+$'
-              default_duration: 1h
-              max_duration: 2h
-              closeout_reminders: [15m, 1h, 24h]
-            systems:
-              - id: orders-api
-                name: Orders API
-                provider: webhook
-                config: {{url: '{webhook_url}', secret_env: TEST_WEBHOOK_SECRET, timeout: 2}}
-                identity: '{{email}}'
-                approvers: [{approvers}]
-                roles:
-                  - {{id: read, grant: orders-viewer, max_duration: 30m}}
-                  - {{id: write, grant: orders-admin, max_duration: 2h}}
-            """
-        ),
-        encoding="utf-8",
-    )
-    return path
 
 
 def fake_users() -> dict[str, dict]:
@@ -445,7 +416,9 @@ def server_env(base: dict[str, str], **values: str) -> dict[str, str]:
 def make_servers(
     args: argparse.Namespace, tmp: Path, slack: FakeSlack, webhook: WebhookReceiver
 ) -> tuple[Server, Server]:
-    policy = write_policy(tmp / "policy.yml", webhook.url)
+    policy = write_policy(
+        tmp / "policy.yml", webhook.url, approvers=tuple(APPROVERS), channel=APPROVER_CHANNEL
+    )
     common = {
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,

@@ -4,8 +4,8 @@ scoped), and `bot`: the real app served over real HTTP on localhost, signed requ
 from __future__ import annotations
 
 import itertools
-import os
-import textwrap
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +25,7 @@ from app.jobs.reminders import send_closeout_reminders
 from app.models import AccessRequest, AccessSession
 from app.runtime import build_bot
 from app.web import make_wsgi_app
+from tests.fakes.policy import ALICE, BOB, LEAD1, LEAD2, MALLORY, write_policy
 from tests.fakes.postgres import PostgresServer, postgres_or_skip
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_requests import SlackSender
@@ -32,7 +33,6 @@ from tests.fakes.webhook_receiver import WebhookReceiver
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 WEBHOOK_SECRET = "whsec-test-0123456789"
-ALICE, BOB, LEAD1, LEAD2, MALLORY = "U0ALICE", "U0BOB", "U0LEAD1", "U0LEAD2", "U0MALLORY"
 USERS = {
     ALICE: {"email": "alice@example.com", "name": "alice"},
     BOB: {"email": "bob@example.com", "name": "bob"},
@@ -52,34 +52,6 @@ def eventually(check: Callable[[], Any], timeout: float = 5.0, what: str = "cond
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}; last value: {value!r}")
         time.sleep(0.02)
-
-
-def write_policy(path: Path, webhook_url: str, extra_systems: str = "") -> Path:
-    path.write_text(
-        textwrap.dedent(
-            f"""\
-            defaults:
-              approver_channel: C0APPROVALS
-              ticket_pattern: '^[A-Z][A-Z0-9]+-\\d+$'
-              default_duration: 1h
-              max_duration: 2h
-              closeout_reminders: [15m, 1h, 24h]
-            systems:
-              - id: orders-api
-                name: Orders API
-                provider: webhook
-                config: {{url: '{webhook_url}', secret_env: TEST_WEBHOOK_SECRET, timeout: 2}}
-                identity: '{{email}}'
-                approvers: [{LEAD1}, {LEAD2}, {ALICE}]
-                roles:
-                  - {{id: read, grant: orders-viewer, max_duration: 30m}}
-                  - {{id: write, grant: orders-admin, max_duration: 2h}}
-            """
-        )
-        + extra_systems,
-        encoding="utf-8",
-    )
-    return path
 
 
 @pytest.fixture(autouse=True)
@@ -236,4 +208,17 @@ def bot(
     harness.stop()
 
 
-__all__ = ["ALICE", "BOB", "LEAD1", "LEAD2", "MALLORY", "BotHarness", "eventually", "os"]
+def run_cli(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m app <args>` as a user would run it, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+__all__ = ["ALICE", "BOB", "LEAD1", "LEAD2", "MALLORY", "BotHarness", "eventually", "write_policy"]

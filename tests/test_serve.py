@@ -17,7 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BOB, LEAD1, SIGNING_SECRET, WEBHOOK_SECRET, eventually, write_policy
+from tests.conftest import (
+    BOB,
+    LEAD1,
+    SIGNING_SECRET,
+    WEBHOOK_SECRET,
+    eventually,
+    run_cli,
+    write_policy,
+)
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_requests import SlackSender
 from tests.fakes.webhook_receiver import WebhookReceiver
@@ -178,28 +186,16 @@ def test_sessions_that_expired_while_the_bot_was_down_are_revoked_at_start(
     assert events[-3:] == ["expired", "revoked", "closeout_prompted"]
 
 
-def _run_cli(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_missing_setting_stops_start_with_one_line_naming_it(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
     env = {k: v for k, v in env.items() if k != "SLACK_SIGNING_SECRET"}
-    result = _run_cli(tmp_path, env, "serve", "--http")
+    result = run_cli(tmp_path, env, "serve", "--http")
     assert result.returncode == 2
     assert (
         result.stderr.strip() == "prod-access: SLACK_SIGNING_SECRET is not set (see .env.example)"
     )
-    bad_port = _run_cli(tmp_path, {**env, "SLACK_SIGNING_SECRET": "x", "PORT": "http"}, "serve")
+    bad_port = run_cli(tmp_path, {**env, "SLACK_SIGNING_SECRET": "x", "PORT": "http"}, "serve")
     assert bad_port.returncode == 2 and "PORT is invalid" in bad_port.stderr
 
 
@@ -211,7 +207,7 @@ def test_bad_policy_stops_start_with_file_line_and_reason(
     text = good.replace("max_duration: 30m", "max_duration: 30 minutes")
     policy.write_text(text)
     line = next(i for i, row in enumerate(text.splitlines(), 1) if "30 minutes" in row)
-    result = _run_cli(tmp_path, env, "serve", "--http")
+    result = run_cli(tmp_path, env, "serve", "--http")
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"prod-access: {policy}:{line}: systems[0].roles[0].max_duration: "
@@ -219,13 +215,13 @@ def test_bad_policy_stops_start_with_file_line_and_reason(
     )
     policy.write_text(good.replace("provider: webhook", "provider: carrier-pigeon"))
     line = next(i for i, row in enumerate(good.splitlines(), 1) if "provider:" in row)
-    unknown = _run_cli(tmp_path, env, "serve", "--http")
+    unknown = run_cli(tmp_path, env, "serve", "--http")
     assert unknown.returncode == 2
     assert f"policy.yml:{line}: systems[0].provider: unknown provider 'carrier-pigeon'" in (
         unknown.stderr
     )
     policy.write_text(good.replace("timeout: 2", "timeout: soon"))
-    config = _run_cli(tmp_path, env, "serve", "--http")
+    config = run_cli(tmp_path, env, "serve", "--http")
     assert config.returncode == 2 and "systems[0].config.timeout" in config.stderr
 
 
@@ -235,11 +231,11 @@ def test_audit_command_prints_the_trail_as_table_and_json(
     import json
 
     session_id = _granted_session(server, slack, env)
-    table = _run_cli(tmp_path, env, "audit")
+    table = run_cli(tmp_path, env, "audit")
     assert table.returncode == 0
     assert table.stdout.splitlines()[0].split()[:3] == ["AT", "EVENT", "ACTOR"]
     assert "approved" in table.stdout and LEAD1 in table.stdout
-    lines = _run_cli(tmp_path, env, "audit", "--json").stdout.splitlines()
+    lines = run_cli(tmp_path, env, "audit", "--json").stdout.splitlines()
     rows = [json.loads(line) for line in lines]
     assert [r["event"] for r in rows] == ["requested", "approved", "granted"]
     assert rows[2]["session_id"] == session_id and rows[2]["at"].endswith("Z")

@@ -29,8 +29,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import Server, ServerConnection, serve
 
-from tests.conftest import BOB, LEAD1, WEBHOOK_SECRET, eventually, write_policy
+from tests.conftest import BOB, LEAD1, WEBHOOK_SECRET, eventually, run_cli, write_policy
 from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_requests import SlackSender
 from tests.fakes.webhook_receiver import WebhookReceiver
 
 APP_TOKEN = "xapp-1-test"
@@ -270,22 +271,8 @@ def _one(env: dict[str, str], query: str, *args: object) -> object:
 
 def _command(text: str, user: str, response_url: str) -> dict[str, Any]:
     """A slash_commands payload: the same fields as the HTTP form, already parsed."""
-    n = uuid.uuid4().hex[:8]
-    return {
-        "token": "legacy-verification-token",
-        "team_id": "T0TEAM",
-        "team_domain": "acme",
-        "channel_id": "C0INCIDENT",
-        "channel_name": "incident",
-        "user_id": user,
-        "user_name": user.lower(),
-        "command": "/prod-access",
-        "text": text,
-        "api_app_id": "A0PRODACCESS",
-        "is_enterprise_install": "false",
-        "response_url": response_url,
-        "trigger_id": f"{n}.{n}.trigger",
-    }
+    fields = SlackSender("", "", response_url).command_fields(text, user)
+    return {**fields, "is_enterprise_install": "false"}
 
 
 def _click(action_id: str, value: str, user: str, message_ts: str, response_url: str) -> dict:
@@ -447,14 +434,6 @@ def test_serve_socket_without_app_token_says_which_variable(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
     env = {k: v for k, v in env.items() if k != "SLACK_APP_TOKEN"}
-    result = subprocess.run(
-        [sys.executable, "-m", "app", "serve", "--socket"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli(tmp_path, env, "serve", "--socket")
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip() == "prod-access: SLACK_APP_TOKEN is not set (see .env.example)"

@@ -58,23 +58,25 @@ class SlackSender:
 
     # --- payloads ---
     def command_body(self, text: str, user: str) -> bytes:
+        return urllib.parse.urlencode(self.command_fields(text, user)).encode()
+
+    def command_fields(self, text: str, user: str) -> dict[str, str]:
+        """A slash command's fields, as the HTTP form carries them (and Socket Mode, parsed)."""
         n = next(_counter)
-        return urllib.parse.urlencode(
-            {
-                "token": "legacy-verification-token",
-                "team_id": "T0TEAM",
-                "team_domain": "acme",
-                "channel_id": "C0INCIDENT",
-                "channel_name": "incident",
-                "user_id": user,
-                "user_name": user.lower(),
-                "command": "/prod-access",
-                "text": text,
-                "api_app_id": "A0PRODACCESS",
-                "response_url": self.response_url,
-                "trigger_id": f"{n}.{n}.trigger",
-            }
-        ).encode()
+        return {
+            "token": "legacy-verification-token",
+            "team_id": "T0TEAM",
+            "team_domain": "acme",
+            "channel_id": "C0INCIDENT",
+            "channel_name": "incident",
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": "/prod-access",
+            "text": text,
+            "api_app_id": "A0PRODACCESS",
+            "response_url": self.response_url,
+            "trigger_id": f"{n}.{n}.trigger",
+        }
 
     def command(self, text: str, user: str) -> Answer:
         return self.post(self.command_body(text, user))

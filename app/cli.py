@@ -1,4 +1,5 @@
-"""The `prod-access` command line: serve | db upgrade | audit.
+"""The `prod-access` command line: serve | db upgrade | audit [verify | export] | review |
+reconcile.
 
 Start-up problems (a missing setting, a bad policy file) print one line that names the variable
 or the file:line:key and exit with status 2; nothing starts half-configured.
@@ -7,12 +8,15 @@ or the file:line:key and exit with status 2; nothing starts half-configured.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import signal
 import sys
 import threading
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, TextIO
 
 from app import audit
 from app.config import Settings, SettingsError, load_settings
@@ -36,9 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode.add_argument("--socket", action="store_true", help="connect with Socket Mode")
     db = commands.add_parser("db", help="database tasks")
     db.add_argument("action", choices=["upgrade"], help="apply Alembic migrations")
-    audit_cmd = commands.add_parser("audit", help="print the audit trail")
-    audit_cmd.add_argument("--json", action="store_true", help="JSON lines instead of a table")
-    audit_cmd.add_argument("--request", help="only the events of this request id")
+    commands.add_parser(
+        "reconcile", help="compare every provider with the sessions once; exit 1 on findings"
+    )
+    _add_audit_commands(commands)
     args = parser.parse_args(argv)
 
     try:
@@ -52,8 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             upgrade(settings.database_url)
             print("database is up to date")
             return 0
+        if args.command == "reconcile":
+            return _reconcile(settings)
         if args.command == "audit":
-            return _audit(settings.database_url, as_json=args.json, request_id=args.request)
+            return _audit(settings.database_url, args)
+        if args.command == "review":
+            return _review(settings, args)
     except (SettingsError, PolicyError) as exc:
         print(f"prod-access: {exc}", file=sys.stderr)
         return 2
@@ -105,22 +114,138 @@ def _serve_socket(bot: Bot, app_token: str) -> int:
     return 0
 
 
-def _audit(url: str, *, as_json: bool, request_id: str | None) -> int:
+def _add_audit_commands(commands: argparse._SubParsersAction) -> None:
+    audit_cmd = commands.add_parser("audit", help="print, verify or export the audit trail")
+    audit_cmd.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    audit_cmd.add_argument("--request", help="only the events of this request id")
+    actions = audit_cmd.add_subparsers(dest="audit_action")
+    actions.add_parser("verify", help="check the hash chain; exit 1 when broken")
+    export = actions.add_parser("export", help="one row per event, streamed")
+    export.add_argument("--since", type=_when, help="2026-10-01, an ISO time, or 30d (ago)")
+    export.add_argument("--until", type=_when, help="same forms as --since (exclusive)")
+    export.add_argument("--system", help="only this system id")
+    export.add_argument("--user", help="only events by, or about requests of, this Slack user id")
+    export.add_argument("--format", choices=["csv", "jsonl"], default="jsonl")
+    export.add_argument("-o", "--output", help="write to this file instead of stdout")
+    review = commands.add_parser("review", help="the access review report for a period")
+    review.add_argument("--since", type=_when, default="30d", help="start (default: 30d ago)")
+    review.add_argument("--until", type=_when, help="end, exclusive (default: now)")
+    review.add_argument("--format", choices=["md", "csv", "html"], default="md")
+    review.add_argument("-o", "--output", help="write to this file instead of stdout")
+
+
+def _when(text: str) -> datetime:
+    """A point in time: a date (midnight UTC), an ISO 8601 time, or a duration ago (30d)."""
+    from app import clock
+    from app.policy import parse_duration
+
+    try:
+        return clock.now() - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date (2026-10-01), an ISO time or a duration such as 30d"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@contextmanager
+def _output(path: str | None) -> Iterator[TextIO]:
+    if path is None:
+        yield sys.stdout
+        return
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        yield handle
+
+
+def _audit(url: str, args: argparse.Namespace) -> int:
     from app.db import make_engine, make_sessionmaker
 
     sessions = make_sessionmaker(make_engine(url))
     with sessions() as db:
-        rows = [audit.as_dict(e) for e in audit.events(db, request_id)]
-    if as_json:
+        if args.audit_action == "verify":
+            verdict = audit.verify(db)
+            print(verdict)
+            return 0 if verdict.ok else 1
+        if args.audit_action == "export":
+            where = audit.EventFilter(args.since, args.until, args.system, args.user)
+            with _output(args.output) as out:
+                count = _export(audit.stream(db, where), args.format, out)
+            if args.output:
+                print(f"exported {count} events to {args.output}", file=sys.stderr)
+            return 0
+        rows = [audit.as_dict(e) for e in audit.events(db, args.request)]
+    if args.json:
         for row in rows:
             print(json.dumps(row, sort_keys=True))
         return 0
     columns = ["at", "event", "actor", "request_id", "session_id", "system", "role", "ticket"]
     table = [[str(row[c] or "") for c in columns] for row in rows]
-    widths = [
-        max(len(c), *(len(r[i]) for r in table)) if table else len(c) for i, c in enumerate(columns)
-    ]
+    widths = [max([len(c), *(len(r[i]) for r in table)]) for i, c in enumerate(columns)]
     print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
     for row in table:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
     return 0
+
+
+def _export(rows: Iterable[audit.AuditEvent], fmt: str, out: TextIO) -> int:
+    """Stream events out in audit.COLUMNS order; returns how many."""
+    count = 0
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(audit.COLUMNS)
+        for event in rows:
+            row = audit.as_dict(event)
+            row["detail"] = json.dumps(row["detail"], sort_keys=True, ensure_ascii=False)
+            writer.writerow([row[c] for c in audit.COLUMNS])
+            count += 1
+    else:
+        for event in rows:
+            out.write(json.dumps(audit.as_dict(event), ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def _review(settings: Settings, args: argparse.Namespace) -> int:
+    from app import clock
+    from app.db import make_engine, make_sessionmaker
+    from app.policy import load_policy
+    from app.review import build_review, render
+
+    policy = load_policy(settings.policy_file)
+    sessions = make_sessionmaker(make_engine(settings.database_url))
+    with sessions() as db:
+        review = build_review(db, policy, args.since, args.until or clock.now())
+    with _output(args.output) as out:
+        out.write(render(review, args.format))
+    if args.output:
+        print(review.summary(), file=sys.stderr)
+    return 0
+
+
+def _reconcile(settings: Settings) -> int:
+    """Reconciliation once (alerts go to Slack when a bot token is set); a table of findings.
+    Exit status 0 when everything matched, 1 when anything was found."""
+    from app.jobs.reconcile import reconcile
+    from app.runtime import build_context
+
+    report = reconcile(build_context(settings))
+    print(
+        f"checked {report.ended_checked} recently ended access(es) and "
+        f"{report.active_checked} active session(s): {len(report.findings)} finding(s)"
+    )
+    if report.clean:
+        return 0
+    columns = ["finding", "session", "system", "role", "identity", "grant", "outcome", "detail"]
+    table = [
+        [f.kind, f.session_id, f.system, f.role, f.identity, f.grant, f.outcome, f.detail]
+        for f in report.findings
+    ]
+    widths = [max([len(c), *(len(r[i]) for r in table)]) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in table:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    return 1

@@ -37,9 +37,17 @@ class Settings(BaseSettings):
 
     # --- Timers ---
     expiry_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    sweep_workers: int = Field(default=16, ge=1, le=128)
     reminder_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
     revoke_retry_base_seconds: float = Field(default=5.0, gt=0)
     revoke_retry_max_seconds: float = Field(default=300.0, gt=0)
+    reconcile_interval_seconds: float = Field(default=300.0, gt=0, le=86400)
+    reconcile_lookback_days: int = Field(default=7, ge=1, le=365)
+
+    # --- Access review posted to Slack (both set: on; cron in UTC, e.g. "0 9 1 * *") ---
+    review_schedule: str | None = None
+    review_channel: str | None = None
+    review_period: str = "30d"
 
     # --- Logs ---
     log_format: Literal["console", "json"] = "console"
@@ -67,6 +75,27 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL such as https://slack.com/api/")
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("review_schedule")
+    @classmethod
+    def _cron_shape(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(f"not a cron expression ({exc}); e.g. '0 9 1 * *'") from None
+        return value
+
+    @field_validator("review_period")
+    @classmethod
+    def _period_shape(cls, value: str) -> str:
+        from app.policy import parse_duration
+
+        parse_duration(value)
+        return value
 
     def require_slack(self, *, socket: bool) -> None:
         """Raise SettingsError naming the first Slack credential the chosen mode lacks."""

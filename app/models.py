@@ -139,9 +139,15 @@ class AccessSession(Base):
 
 
 class AuditEvent(Base):
+    """One step of one access. Append-only and hash-chained (see app/audit.py): `seq` numbers
+    the chain without gaps, `hash = sha256(prev_hash + canonical JSON of the event)`."""
+
     __tablename__ = "audit_events"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     event: Mapped[str] = mapped_column(String(40))
     actor: Mapped[str] = mapped_column(String(64))
@@ -155,3 +161,14 @@ class AuditEvent(Base):
     @property
     def detail(self) -> dict[str, Any]:
         return json.loads(self.detail_json or "{}")
+
+
+class AuditChainHead(Base):
+    """The one row that says where the audit chain ends. Appending locks it (SELECT … FOR
+    UPDATE), so writers in several processes or replicas extend one chain, never fork it."""
+
+    __tablename__ = "audit_chain_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))

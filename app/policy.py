@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 from string import Formatter
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -90,6 +90,15 @@ class Role(_Strict):
     grant: str = Field(min_length=1, max_length=200)
     max_duration: Duration | None = None
     description: str | None = None
+    scope: Literal["read", "write"] | None = None  # unset: read if the id says so, else write
+
+
+def scope_of(role_id: str, role: Role | None = None) -> str:
+    """`read` or `write`: the role's declared scope, else read-looking ids (read, ro, view…)
+    are read and everything else counts as write (the cautious side for a review)."""
+    if role is not None and role.scope:
+        return role.scope
+    return "read" if re.match(r"^(read|ro\b|readonly|view)", role_id, re.I) else "write"
 
 
 class System(_Strict):

@@ -3,8 +3,10 @@ start-up), database (migrated), Slack client, notifier and directory, and the ti
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
+from apscheduler.schedulers.background import BackgroundScheduler
 from slack_bolt import App
 from slack_sdk import WebClient
 
@@ -12,13 +14,14 @@ from app import db as database
 from app.config import Settings
 from app.context import AppContext, NoDirectory, QuietNotifier
 from app.jobs.expire import announce_unposted_requests, resume_interrupted
+from app.jobs.review import schedule_review
 from app.jobs.scheduler import start_scheduler
 from app.logging import register_secret
 from app.policy import load_policy
 from app.providers.base import build_providers
 from app.slack.after_ack import AfterAck
 from app.slack.bolt_app import build_bolt_app, make_client
-from app.slack.notices import SlackDirectory, SlackNotifier
+from app.slack.notices import SlackDirectory, SlackNotifier, publish_review
 
 
 def build_context(settings: Settings) -> AppContext:
@@ -48,7 +51,7 @@ class Bot:
     client: WebClient
     bolt: App
     later: AfterAck
-    scheduler: object | None = None
+    scheduler: BackgroundScheduler | None = None
 
     def start_timers(self) -> None:
         """Finish what a crash left, revoke what expired while down, post cards never posted,
@@ -56,11 +59,16 @@ class Bot:
         resume_interrupted(self.ctx)
         announce_unposted_requests(self.ctx)
         self.scheduler = start_scheduler(self.ctx)
+        channel = self.ctx.settings.review_channel
+        if channel:
+            schedule_review(
+                self.scheduler, self.ctx, functools.partial(publish_review, self.client, channel)
+            )
 
     def stop(self) -> None:
         """Graceful stop: no new timer runs, then finish the work already acknowledged."""
         if self.scheduler is not None:
-            self.scheduler.shutdown(wait=True)  # type: ignore[attr-defined]
+            self.scheduler.shutdown(wait=True)
             self.scheduler = None
         self.later.shutdown()
 

@@ -128,3 +128,122 @@ def test_postgres_grant_twice_and_revoke_twice_succeed(target_dsn: str, monkeypa
     provider.revoke(access)
     provider.revoke(access)
     assert not provider.check(access)
+
+
+def _as_user(dsn: str, user: str) -> str:
+    """The same database, logged in as `user` (the test server trusts local logins)."""
+    return dsn.replace("postgresql://postgres@", f"postgresql://{user}@", 1)
+
+
+def _provider(target_dsn: str, monkeypatch: pytest.MonkeyPatch, **config: object):
+    from app.providers.postgres import PostgresConfig, PostgresProvider
+
+    monkeypatch.setenv("TEST_PG_ADMIN_DSN", target_dsn)
+    return PostgresProvider(
+        PostgresConfig.model_validate({"dsn_env": "TEST_PG_ADMIN_DSN", **config})
+    )
+
+
+def _orders_table(target_dsn: str) -> None:
+    with psycopg.connect(target_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE orders (id int); INSERT INTO orders VALUES (1)")
+        conn.execute("GRANT SELECT ON orders TO checkout_readwrite")
+
+
+def test_postgres_revoke_ends_the_connection_that_kept_the_role_with_set_role(
+    target_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.provider_contract import access_for
+
+    _orders_table(target_dsn)
+    provider = _provider(target_dsn, monkeypatch)
+    access = access_for("bob", "checkout_readwrite")
+    provider.grant(access)
+    live = psycopg.connect(_as_user(target_dsn, "bob"), autocommit=True)
+    live.execute("SET ROLE checkout_readwrite")
+    assert live.execute("SELECT count(*) FROM orders").fetchone() == (1,)
+
+    assert provider.revoke(access) == "ended 1 open connection(s)"
+
+    with pytest.raises(psycopg.OperationalError):
+        live.execute("SELECT count(*) FROM orders")
+    live.close()
+    assert not provider.check(access) and not has_role(target_dsn, "bob", "checkout_readwrite")
+    assert provider.revoke(access) is None  # nothing left to end
+
+
+def test_postgres_with_terminate_sessions_off_a_set_role_connection_keeps_the_rights(
+    target_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Why terminating is the default: REVOKE alone leaves a SET ROLE session its rights."""
+    from tests.provider_contract import access_for
+
+    _orders_table(target_dsn)
+    provider = _provider(target_dsn, monkeypatch, terminate_sessions=False)
+    access = access_for("bob", "checkout_readwrite")
+    provider.grant(access)
+    with psycopg.connect(_as_user(target_dsn, "bob"), autocommit=True) as live:
+        live.execute("SET ROLE checkout_readwrite")
+        assert provider.revoke(access) is None
+        assert not provider.check(access)
+        assert live.execute("SELECT count(*) FROM orders").fetchone() == (1,)
+
+
+def test_postgres_check_names_the_failure_when_the_server_is_unreachable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.providers.base import ProviderError
+    from tests.provider_contract import access_for
+
+    provider = _provider("postgresql://nobody@127.0.0.1:9/none", monkeypatch, connect_timeout=1)
+    with pytest.raises(ProviderError, match=r"^cannot connect to PostgreSQL: "):
+        provider.check(access_for("bob", "checkout_readwrite"))
+
+
+def test_reconcile_command_revokes_a_role_granted_again_after_expiry(
+    pg_bot: BotHarness,
+    target_dsn: str,
+    pg_database: str,
+    slack: FakeSlack,
+    tmp_path: Path,
+) -> None:
+    import os
+
+    from tests.conftest import run_cli
+
+    request_id = pg_bot.quick_request("checkout-db write 1h PAY-40 fix the index", BOB)
+    pg_bot.send.click("approve_request", request_id, LEAD1)
+    session = pg_bot.wait_session(request_id, SessionState.active)
+    clock.travel(timedelta(hours=1, seconds=1))
+    pg_bot.sweep()
+    pg_bot.wait_session(request_id, SessionState.ended)
+    with psycopg.connect(target_dsn, autocommit=True) as conn:
+        conn.execute("GRANT checkout_readwrite TO bob")  # a DBA, behind the bot's back
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_"))}
+    env |= {
+        "DATABASE_URL": pg_database,
+        "POLICY_FILE": str(tmp_path / "policy.yml"),
+        "SLACK_BOT_TOKEN": "xoxb-cli-token",
+        "SLACK_API_URL": slack.url,
+    }
+    found = run_cli(tmp_path, env, "reconcile")
+
+    assert found.returncode == 1, found.stderr
+    summary, header, row = found.stdout.splitlines()
+    assert summary == "checked 1 recently ended access(es) and 0 active session(s): 1 finding(s)"
+    assert header.split() == [
+        "FINDING", "SESSION", "SYSTEM", "ROLE", "IDENTITY", "GRANT", "OUTCOME", "DETAIL"
+    ]  # fmt: skip
+    assert row.split()[:7] == [
+        "standing_access", session.id, "checkout-db", "write", "bob", "checkout_readwrite",
+        "revoked",
+    ]  # fmt: skip
+    assert not has_role(target_dsn, "bob", "checkout_readwrite")
+    card = pg_bot.request(request_id)
+    alert = slack.wait_for("chat.postMessage", lambda a: "Access drift" in a.get("text", ""))[0]
+    assert (alert["channel"], alert["thread_ts"]) == ("C0CHECKOUT", card.card_ts)
+
+    clean = run_cli(tmp_path, env, "reconcile")
+    assert clean.returncode == 0, clean.stderr
+    assert clean.stdout.strip().endswith(": 0 finding(s)")

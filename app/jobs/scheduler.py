@@ -10,6 +10,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from app.context import AppContext
 from app.jobs.expire import expire_due_sessions
+from app.jobs.reconcile import reconcile
 from app.jobs.reminders import send_closeout_reminders
 
 
@@ -30,6 +31,14 @@ def start_scheduler(ctx: AppContext) -> BackgroundScheduler:
         args=[ctx],
         seconds=ctx.settings.reminder_interval_seconds,
         id="send_closeout_reminders",
+        **common,
+    )
+    scheduler.add_job(
+        reconcile,
+        "interval",
+        args=[ctx],
+        seconds=ctx.settings.reconcile_interval_seconds,
+        id="reconcile",
         **common,
     )
     scheduler.start()

@@ -9,14 +9,14 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
 from app.context import AppContext
 from app.models import AccessRequest, AccessSession
 from app.operations.errors import NotAllowed, NotFound
-from app.providers.base import AccessGrant, Provider
+from app.providers.base import AccessGrant, Provider, short
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
 #: How long a `granting`/`revoking` intent may stand before a sweep takes it over (a crash).
@@ -54,6 +54,11 @@ def access_of(session: AccessSession) -> AccessGrant:
         reason=request.reason,
         expires_at=session.expires_at,
     )
+
+
+def provider_note(note: str | None) -> dict[str, Any]:
+    """Audit detail for what a provider said about a change it made (e.g. a command's output)."""
+    return {"provider_note": short(note, 1000)} if note else {}
 
 
 def check_requester_or_approver(

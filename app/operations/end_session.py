@@ -2,8 +2,10 @@
 
 Why it ends (expired, released by the person, ended by an admin) is audited once, when the
 session enters `revoking`; that intent is committed before the provider call. Only a
-provider-confirmed revoke marks the session `ended`. A failed revoke becomes `revoke_failing`
-with a next attempt time (exponential backoff); the expiry sweep retries it until it succeeds.
+provider-confirmed revoke marks the session `ended`, and it is verified: after `revoke` the
+provider's `check` must say the access is gone ("revoke did not take effect: access still
+present" otherwise). A failed revoke becomes `revoke_failing` with a next attempt time
+(exponential backoff); the expiry sweep retries it until it succeeds.
 
 Overlapping sessions: when another session of the same person still holds the same grant on
 the same system, the provider is not called (that would take the other session's access away);
@@ -32,9 +34,10 @@ from app.operations.common import (
     holder_lock,
     load_locked,
     provider_for,
+    provider_note,
 )
 from app.operations.errors import ConflictError, OperationError
-from app.providers.base import ProviderError, short
+from app.providers.base import Provider, ProviderError, short
 
 _AUDIT_EVENT = {
     EndReason.expired: "expired",
@@ -69,12 +72,13 @@ def revoke_session(ctx: AppContext, session_id: str) -> AccessSession:
         if session.state not in REVOCABLE:
             return session
     error: str | None = None
+    note: str | None = None
     held_by: list[str] = []
     with holder_lock(session):
         held_by = _other_holders(ctx, session)
         if not held_by:
             try:
-                provider_for(ctx, session.system_id).revoke(access_of(session))
+                note = revoke_verified(provider_for(ctx, session.system_id), session)
             except (ProviderError, OperationError) as exc:
                 error = short(exc)
     with transaction(ctx.db) as db:
@@ -99,6 +103,7 @@ def revoke_session(ctx: AppContext, session_id: str) -> AccessSession:
                     session=session,
                     identity=session.identity,
                     grant=session.grant_name,
+                    **provider_note(note),
                 )
             reminders = ctx.policy.defaults.closeout_reminders
             session.closeout_state = CloseoutState.prompted
@@ -129,6 +134,20 @@ def revoke_session(ctx: AppContext, session_id: str) -> AccessSession:
     else:
         ctx.notify.revoke_failed(session)
     return session
+
+
+def revoke_verified(provider: Provider, session: AccessSession) -> str | None:
+    """Revoke, then ask the provider whether the access is really gone; returns the provider's
+    note. Raises ProviderError when the revoke failed or did not take effect."""
+    access = access_of(session)
+    note = provider.revoke(access)
+    try:
+        present = provider.check(access)
+    except ProviderError as exc:
+        raise ProviderError(f"revoke could not be verified: {exc}") from None
+    if present:
+        raise ProviderError("revoke did not take effect: access still present")
+    return note
 
 
 def _other_holders(ctx: AppContext, session: AccessSession) -> list[str]:

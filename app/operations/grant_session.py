@@ -22,6 +22,7 @@ from app.operations.common import (
     holder_lock,
     load_locked,
     provider_for,
+    provider_note,
 )
 from app.operations.errors import ConflictError, OperationError
 from app.providers.base import ProviderError, short
@@ -40,6 +41,7 @@ def grant_session(ctx: AppContext, session_id: str) -> AccessSession:
             return session
         session.identity, session.email = identity, email
         session.next_attempt_at = clock.now() + INTENT_LEASE
+    note: str | None = None
     if error is None:
         # The provider is told when the access will end (its own safety net); the session's
         # real window starts when the grant is confirmed, a moment later.
@@ -47,7 +49,7 @@ def grant_session(ctx: AppContext, session_id: str) -> AccessSession:
         try:
             provider = provider_for(ctx, session.system_id)
             with holder_lock(session):
-                provider.grant(replace(access_of(session), expires_at=planned_end))
+                note = provider.grant(replace(access_of(session), expires_at=planned_end))
         except (ProviderError, OperationError) as exc:
             error = short(exc)
     with transaction(ctx.db) as db:
@@ -69,6 +71,7 @@ def grant_session(ctx: AppContext, session_id: str) -> AccessSession:
                 identity=session.identity,
                 grant=session.grant_name,
                 expires_at=session.expires_at.isoformat(),
+                **provider_note(note),
             )
         else:
             session.state = SessionState.grant_failed

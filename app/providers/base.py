@@ -1,23 +1,34 @@
 """The provider Protocol, its one error type, and the registry that finds providers by name.
 
 A provider is a small class with a pydantic `Config`, built once at start from the policy's
-`config:` block, with `grant` and `revoke` that are safe to repeat (granting what is granted, or
-revoking what is gone, succeeds). Names are looked up in the entry-point group
-`prod_access.providers`; an unknown name or a bad config stops start-up with file and line.
+`config:` block, with three calls:
+
+- `grant(access)` and `revoke(access)` change the access and are safe to repeat (granting what
+  is granted, or revoking what is gone, succeeds). Either may return a short note (e.g. a
+  command's output) that the audit event keeps.
+- `check(access) -> bool` asks the target whether the access is present right now. A revoke is
+  only trusted once `check` says the access is gone; the reconciliation job asks it too.
+
+Names are looked up in the entry-point group `prod_access.providers`; an unknown name, a class
+that lacks one of these calls, or a bad config stops start-up with file and line.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime
+from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
 
+from app.logging import register_secret
 from app.policy import Policy, PolicyError
 
 ENTRY_POINT_GROUP = "prod_access.providers"
+REQUIRED_CALLS = ("grant", "revoke", "check")
 
 
 @dataclass(frozen=True)
@@ -53,28 +64,73 @@ class ProviderConfigError(ValueError):
 class Provider(Protocol):
     Config: ClassVar[type[BaseModel]]
 
-    def grant(self, access: AccessGrant) -> None: ...
+    def __init__(self, config: Any) -> None: ...  # an instance of Config
 
-    def revoke(self, access: AccessGrant) -> None: ...
+    def grant(self, access: AccessGrant) -> str | None: ...
 
+    def revoke(self, access: AccessGrant) -> str | None: ...
 
-def _builtin() -> dict[str, type]:
-    from app.providers.postgres import PostgresProvider
-    from app.providers.webhook import WebhookProvider
-
-    return {"postgres": PostgresProvider, "webhook": WebhookProvider}
+    def check(self, access: AccessGrant) -> bool: ...
 
 
-def provider_class(name: str) -> type:
+def payload(action: str, access: AccessGrant) -> dict[str, object]:
+    """The access as JSON, for adapters that hand it to someone else (webhook, command)."""
+    return {
+        "action": action,
+        "session_id": access.session_id,
+        "request_id": access.request_id,
+        "system": access.system,
+        "role": access.role,
+        "grant": access.grant,
+        "user": {"slack_id": access.slack_id, "email": access.email, "identity": access.identity},
+        "ticket": access.ticket,
+        "reason": access.reason,
+        "expires_at": access.expires_at.isoformat().replace("+00:00", "Z")
+        if access.expires_at
+        else None,
+    }
+
+
+def _builtin() -> dict[str, str]:
+    """The built-ins, for a checkout whose package metadata is not installed (same names as
+    pyproject.toml's entry points)."""
+    return {
+        "postgres": "app.providers.postgres:PostgresProvider",
+        "webhook": "app.providers.webhook:WebhookProvider",
+        "command": "app.providers.command:CommandProvider",
+        "github_team": "app.providers.github_team:GitHubTeamProvider",
+        "okta_group": "app.providers.okta_group:OktaGroupProvider",
+        "aws_identity_center": "app.providers.aws_identity_center:IdentityCenterProvider",
+        "aws_iam_group": "app.providers.aws_iam_group:IamGroupProvider",
+    }
+
+
+def provider_class(name: str) -> type[Provider]:
     """The class registered under `name` (entry points first, then the built-ins)."""
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        if entry.name == name:
-            return entry.load()  # type: ignore[no-any-return]
+    registered = {e.name: e for e in entry_points(group=ENTRY_POINT_GROUP)}
     builtin = _builtin()
-    if name in builtin:
-        return builtin[name]
-    known = sorted({e.name for e in entry_points(group=ENTRY_POINT_GROUP)} | set(builtin))
-    raise KeyError(f"unknown provider {name!r}; known: {', '.join(known)}")
+    target = registered[name].value if name in registered else builtin.get(name)
+    if target is None:
+        known = sorted(set(registered) | set(builtin))
+        raise KeyError(f"unknown provider {name!r}; known: {', '.join(known)}")
+    try:
+        cls = registered[name].load() if name in registered else _load(target)
+    except Exception as exc:
+        raise KeyError(
+            f"provider {name!r} ({target}) cannot be loaded: {type(exc).__name__}: {exc}"
+        ) from None
+    missing = [call for call in REQUIRED_CALLS if not callable(getattr(cls, call, None))]
+    config = getattr(cls, "Config", None)
+    if not (isinstance(config, type) and issubclass(config, BaseModel)):
+        missing.insert(0, "Config (a pydantic model)")
+    if missing:
+        raise KeyError(f"provider {name!r} ({target}) lacks {', '.join(missing)}")
+    return cls  # type: ignore[no-any-return]
+
+
+def _load(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    return getattr(import_module(module), attr)
 
 
 def build_providers(policy: Policy) -> dict[str, Provider]:
@@ -109,3 +165,19 @@ def short(text: Any, limit: int = 300) -> str:
     """Provider error text for cards and audit rows: one line, bounded."""
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def tail(text: str, limit: int = 1000) -> str:
+    """The end of a long output (where programs print their errors), marked when cut."""
+    text = text.strip()
+    return text if len(text) <= limit else "…" + text[-(limit - 1) :]
+
+
+def env_secret(name: str) -> str:
+    """A secret from the environment variable the policy names, checked at start and kept out
+    of every log line."""
+    value = os.environ.get(name)
+    if not value:
+        raise ProviderConfigError(f"environment variable {name} is not set")
+    register_secret(value)
+    return value

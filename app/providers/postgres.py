@@ -3,6 +3,12 @@
 The admin DSN comes from the environment variable the policy names (never from the file).
 Identifiers are quoted by psycopg's `sql.Identifier`; no user text is ever formatted into SQL.
 GRANT of a role already held and REVOKE of a role not held both succeed (PostgreSQL only warns).
+
+A connection that ran `SET ROLE <grant>` keeps the role's rights after the REVOKE, so a revoke
+also terminates the person's open connections (`terminate_sessions`, on by default); the admin
+role needs `pg_signal_backend` (or superuser) for that. `check` looks at the direct membership
+that GRANT creates and REVOKE removes (a membership through another role is the database's own
+design, which a revoke here could not change).
 """
 
 from __future__ import annotations
@@ -15,11 +21,28 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.providers.base import AccessGrant, ProviderConfigError, ProviderError, short
 
+HOLDS_ROLE = """
+    SELECT EXISTS (
+        SELECT 1 FROM pg_auth_members m
+        JOIN pg_roles granted ON granted.oid = m.roleid
+        JOIN pg_roles member ON member.oid = m.member
+        WHERE granted.rolname = %s AND member.rolname = %s
+    )
+"""
+# pg_terminate_backend(pid, timeout) waits until the backend is gone (PostgreSQL 14+); it answers
+# false both for "did not go in time" and "was already gone", so survivors are looked up after.
+TERMINATE = """
+    SELECT pid, pg_terminate_backend(pid, %s) FROM pg_stat_activity
+    WHERE usename = %s AND pid <> pg_backend_pid()
+"""
+TERMINATE_WAIT_MS = 5000
+
 
 class PostgresConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dsn_env: str = Field(min_length=1)
     connect_timeout: int = Field(default=5, ge=1, le=60)
+    terminate_sessions: bool = True
 
 
 class PostgresProvider:
@@ -57,17 +80,42 @@ class PostgresProvider:
             )
         )
 
-    def revoke(self, access: AccessGrant) -> None:
+    def revoke(self, access: AccessGrant) -> str | None:
         self._run(
             sql.SQL("REVOKE {} FROM {}").format(
                 sql.Identifier(access.grant), sql.Identifier(access.identity)
             )
         )
+        if self.config.terminate_sessions:
+            return self._terminate(access.identity)
+        return None
+
+    def _terminate(self, identity: str) -> str | None:
+        """End every open connection of `identity`; a note for the audit trail if there were."""
+        with self._connect() as conn:
+            try:
+                rows = conn.execute(TERMINATE, (TERMINATE_WAIT_MS, identity)).fetchall()
+                pids = [pid for pid, _ in rows]
+                survivors = conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)
+                ).fetchall()
+            except psycopg.Error as exc:
+                raise ProviderError(
+                    f"revoked, but could not end {identity}'s open connections: {short(exc)}"
+                ) from None
+        if survivors:
+            listed = ", ".join(str(pid) for (pid,) in survivors)
+            raise ProviderError(
+                f"revoked, but {identity}'s connections (pid {listed}) did not end "
+                f"within {TERMINATE_WAIT_MS // 1000}s"
+            )
+        return f"ended {len(pids)} open connection(s)" if pids else None
 
     def check(self, access: AccessGrant) -> bool:
-        """Is the role held right now (directly or through another role)?"""
+        """Is the role granted to the user right now (directly)?"""
         with self._connect() as conn:
-            row = conn.execute(
-                "SELECT pg_has_role(%s, %s, 'MEMBER')", (access.identity, access.grant)
-            ).fetchone()
+            try:
+                row = conn.execute(HOLDS_ROLE, (access.grant, access.identity)).fetchone()
+            except psycopg.Error as exc:
+                raise ProviderError(f"cannot check the membership: {short(exc)}") from None
         return bool(row and row[0])

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.models import AccessRequest, AccessSession, RequestState
 from app.operations.request_access import attach_card
 from app.policy import Policy
+from app.review import Review, render_markdown
 from app.slack import views
 from app.slack.text import escape, slack_date
 
@@ -186,6 +187,39 @@ class SlackNotifier:
         self._dm(
             session.requester_id, f":memo: Thanks, your closeout note for `{session.id}` is saved."
         )
+
+    @_never_raises
+    def drift_found(self, session: AccessSession, detail: str) -> None:
+        """Reconciliation found access that does not match the session: said in the card's
+        thread and, broadcast from there, in the approver channel (or plainly in the channel
+        when the card was never posted)."""
+        text = (
+            f":rotating_light: *Access drift* — {views.what(session, self.policy)} of "
+            f"<@{session.requester_id}> (`{session.id}`): {escape(detail)}"
+        )
+        request, _ = self._load(session.request_id)
+        if request is not None and request.card_channel and request.card_ts:
+            self.client.chat_postMessage(
+                channel=request.card_channel,
+                thread_ts=request.card_ts,
+                reply_broadcast=True,
+                text=text,
+            )
+            return
+        system = self.policy.system(session.system_id)
+        if system is not None:
+            self.client.chat_postMessage(channel=self.policy.approver_channel(system), text=text)
+
+
+def publish_review(client: WebClient, channel: str, review: Review) -> None:
+    """The review as a short summary in the channel with the Markdown report attached."""
+    client.files_upload_v2(
+        channel=channel,
+        filename=f"access-review-{review.since:%Y-%m-%d}-to-{review.until:%Y-%m-%d}.md",
+        title=f"Access review {review.since:%Y-%m-%d} to {review.until:%Y-%m-%d}",
+        content=render_markdown(review),
+        initial_comment=":clipboard: " + escape(review.summary()),
+    )
 
 
 class SlackDirectory:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import traceback
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,14 +25,16 @@ class Request:
     query: str
     headers: dict[str, str]  # lower-case names
     body: bytes
+    method: str = "POST"
 
 
 @dataclass(frozen=True)
 class Reply:
-    """What the fake answers: a JSON body, a status and extra headers."""
+    """What the fake answers: a JSON body (None: no body at all, as for 204), a status and
+    extra headers."""
 
     status: int = 200
-    body: dict[str, Any] = field(default_factory=lambda: {"ok": True})
+    body: Any = field(default_factory=lambda: {"ok": True})
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -49,6 +52,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._serve()
 
+    def do_PUT(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        self._serve()
+
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         path, _, query = self.path.partition("?")
@@ -57,6 +66,7 @@ class _Handler(BaseHTTPRequestHandler):
             query=query,
             headers={name.lower(): value for name, value in self.headers.items()},
             body=self.rfile.read(length) if length else b"",
+            method=self.command,
         )
         try:
             reply = self.server.handle(request)
@@ -64,10 +74,12 @@ class _Handler(BaseHTTPRequestHandler):
             # A bug in a fake must show up in the test, not as a dropped connection.
             traceback.print_exc()
             reply = Reply(500, {"ok": False, "error": f"fake_server_error: {error!r}"})
-        payload = json.dumps(reply.body).encode()
+        payload = b"" if reply.body is None else json.dumps(reply.body).encode()
         self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(payload)))
+        if reply.body is not None:
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+        if reply.status != 204:  # a 204 carries no body, and says so by sending no length
+            self.send_header("Content-Length", str(len(payload)))
         for name, value in reply.headers.items():
             self.send_header(name, value)
         try:
@@ -117,6 +129,36 @@ class LocalServer:
             self._thread.join(timeout=5)
         self._server = None
         self._thread = None
+
+
+class Script:
+    """Trouble a test asks a fake for: answer the next requests with an HTTP error status, or
+    hang (so the client times out) and do nothing. Thread-safe; each entry is used once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._statuses: deque[int] = deque()
+        self._pauses: deque[float] = deque()
+
+    def fail(self, status: int, times: int = 1) -> None:
+        with self._lock:
+            self._statuses.extend([status] * times)
+
+    def hang(self, seconds: float, times: int = 1) -> None:
+        with self._lock:
+            self._pauses.extend([seconds] * times)
+
+    def next(self) -> tuple[int | None, float]:
+        """(status to fail with or None, seconds to wait first) for the request at hand."""
+        with self._lock:
+            status = self._statuses.popleft() if self._statuses else None
+            pause = self._pauses.popleft() if self._pauses else 0.0
+        return status, pause
+
+    def clear(self) -> None:
+        with self._lock:
+            self._statuses.clear()
+            self._pauses.clear()
 
 
 def summarize(value: Any, limit: int = 300) -> str:

@@ -91,6 +91,7 @@ class FakeSlack:
         self._server = LocalServer(self._handle)
         self._changed = threading.Condition()
         self._calls: list[Call] = []
+        self.uploads: dict[str, bytes] = {}  # file id -> bytes sent to the upload URL
         self._failures: dict[str, deque[_Failure]] = {}
         self._serial = itertools.count(1)
 
@@ -171,6 +172,7 @@ class FakeSlack:
             self._calls.clear()
             self._failures.clear()
             self.socket_mode_url = None
+            self.uploads.clear()
 
     def fail(
         self, method: str, error: str = "internal_error", times: int = 1, status: int = 200
@@ -199,6 +201,12 @@ class FakeSlack:
             if not authorization.startswith("Bearer xoxb-"):
                 return Reply(body={"ok": False, "error": "invalid_auth"})
             return self._injected_failure(method) or Reply(body=self._answer(method, args))
+        if request.path.startswith("/upload/"):  # files_upload_v2's second step, no token
+            file_id = request.path.removeprefix("/upload/")
+            with self._changed:
+                self.uploads[file_id] = request.body
+            self._record(Call("upload", {"file_id": file_id, "bytes": len(request.body)}, {}))
+            return Reply(body={"ok": True})
         if request.path.startswith("/response/"):
             key = request.path.removeprefix("/response/")
             args = {**_parse_args(request), "_key": key}
@@ -275,6 +283,14 @@ class FakeSlack:
             }
         if method == "users.info":
             return self._user_info(str(args.get("user", "")))
+        if method == "files.getUploadURLExternal":
+            file_id = f"F{self._next_serial():010d}"
+            base = self.url.removesuffix("api/")
+            return {"ok": True, "upload_url": f"{base}upload/{file_id}", "file_id": file_id}
+        if method == "files.completeUploadExternal":
+            files = args.get("files")
+            files = json.loads(files) if isinstance(files, str) else files or []
+            return {"ok": True, "files": [{"id": f["id"], "title": f.get("title")} for f in files]}
         if method == "conversations.open":
             user = str(args.get("users", "")).split(",")[0].strip()
             return {"ok": True, "channel": {"id": args.get("channel") or "D" + user}}

@@ -5,6 +5,10 @@ The provider signs every body with `X-Prod-Access-Signature: sha256=<hex HMAC-SH
 out against the receiver's secret, so tests can prove both the payload and the signing.
 By default it answers 200 `{"ok": true}`; `respond_with()` and `delay()` script failures
 and timeouts for the next requests.
+
+Like a real target it keeps state: a validly signed grant that it answers with 2xx adds
+(identity, grant) to what is held, a revoke removes it, and a "check" is answered with
+`{"present": …}` from that state. `hold()` and `release()` change it behind the bot's back.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class WebhookReceiver:
         self._requests: list[Received] = []
         self._statuses: deque[int] = deque()
         self._delays: deque[float] = deque()
+        self._held: set[tuple[str, str]] = set()
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -80,8 +85,25 @@ class WebhookReceiver:
             return list(self._requests)
 
     def actions(self) -> list[str]:
-        """The `action` of every request so far ("grant", "revoke", …), in order."""
-        return [str(received.body.get("action", "")) for received in self.requests]
+        """The `action` of every change asked for so far ("grant", "revoke"), in order; checks
+        only read, and are left out (they are in `requests`)."""
+        actions = [str(received.body.get("action", "")) for received in self.requests]
+        return [action for action in actions if action != "check"]
+
+    def held(self) -> set[tuple[str, str]]:
+        """What the target holds right now: (identity, grant) pairs."""
+        with self._changed:
+            return set(self._held)
+
+    def hold(self, identity: str, grant: str) -> None:
+        """Grant access directly at the target, as an admin would, without the bot."""
+        with self._changed:
+            self._held.add((identity, grant))
+
+    def release(self, identity: str, grant: str) -> None:
+        """Take access away directly at the target, without the bot."""
+        with self._changed:
+            self._held.discard((identity, grant))
 
     def respond_with(self, status: int, times: int = 1) -> None:
         """Answer the next `times` requests with HTTP `status`."""
@@ -100,6 +122,7 @@ class WebhookReceiver:
             self._requests.clear()
             self._statuses.clear()
             self._delays.clear()
+            self._held.clear()
 
     def wait_for(
         self, count: int = 1, action: str | None = None, timeout: float = 5.0
@@ -153,8 +176,24 @@ class WebhookReceiver:
             self._changed.notify_all()
             status = self._statuses.popleft() if self._statuses else 200
             pause = self._delays.popleft() if self._delays else 0.0
+            present = self._apply(received) if status < 400 else False
         if pause:
             time.sleep(pause)
         if status >= 400:
             return Reply(status, {"ok": False, "error": f"scripted HTTP {status}"})
+        if received.body.get("action") == "check":
+            return Reply(status, {"ok": True, "present": present})
         return Reply(status)
+
+    def _apply(self, received: Received) -> bool:
+        """Change the held state for a validly signed grant or revoke; whether the access is
+        held afterwards."""
+        user = received.body.get("user")
+        identity = str(user.get("identity")) if isinstance(user, dict) else ""
+        key = (identity, str(received.body.get("grant", "")))
+        action = received.body.get("action")
+        if received.signature_valid and action == "grant":
+            self._held.add(key)
+        elif received.signature_valid and action == "revoke":
+            self._held.discard(key)
+        return key in self._held

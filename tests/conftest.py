@@ -202,6 +202,18 @@ def bot(
 ) -> Iterator[BotHarness]:
     """The bot with its own database on SQLite (one process) and on a real PostgreSQL."""
     database_url = request.getfixturevalue("pg_database") if request.param == "postgres" else None
+    yield from _bot(tmp_path, slack, webhook, database_url)
+
+
+@pytest.fixture
+def sqlite_bot(tmp_path: Path, slack: FakeSlack, webhook: WebhookReceiver) -> Iterator[BotHarness]:
+    """The bot on SQLite only, for tests that edit its database file behind its back."""
+    yield from _bot(tmp_path, slack, webhook, None)
+
+
+def _bot(
+    tmp_path: Path, slack: FakeSlack, webhook: WebhookReceiver, database_url: str | None
+) -> Iterator[BotHarness]:
     policy = write_policy(tmp_path / "policy.yml", webhook.url)
     harness = BotHarness(make_settings(tmp_path, slack, policy, database_url), slack)
     yield harness

@@ -61,15 +61,14 @@ def test_chain_verifies_on_a_real_log(bot: BotHarness, tmp_path: Path) -> None:
 
 
 def _sqlite_bot_db(bot: BotHarness) -> str:
-    url = bot.ctx.settings.database_url
-    if not url.startswith("sqlite"):
-        pytest.skip("edits the file directly; PostgreSQL refuses edits (tested below)")
-    return url.removeprefix("sqlite:///")
+    """The bot's SQLite file (edited directly here; PostgreSQL refuses edits, tested below)."""
+    return bot.ctx.settings.database_url.removeprefix("sqlite:///")
 
 
 def test_editing_one_row_by_sql_makes_verify_fail_and_name_that_event(
-    bot: BotHarness, tmp_path: Path
+    sqlite_bot: BotHarness, tmp_path: Path
 ) -> None:
+    bot = sqlite_bot
     path = _sqlite_bot_db(bot)
     _full_story(bot)
     with sqlite3.connect(path) as conn:
@@ -81,7 +80,8 @@ def test_editing_one_row_by_sql_makes_verify_fail_and_name_that_event(
     assert '"actor":"U0MALLORY"' in result.stdout  # what it says now, for the investigator
 
 
-def test_deleted_events_are_found_at_the_end_and_in_the_middle(bot: BotHarness) -> None:
+def test_deleted_events_are_found_at_the_end_and_in_the_middle(sqlite_bot: BotHarness) -> None:
+    bot = sqlite_bot
     path = _sqlite_bot_db(bot)
     _full_story(bot)  # 6 events
     with sqlite3.connect(path) as conn:

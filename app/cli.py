@@ -1,5 +1,5 @@
 """The `prod-access` command line: serve | db upgrade | audit [verify | export] | review |
-reconcile.
+reconcile | sessions | revoke.
 
 Start-up problems (a missing setting, a bad policy file) print one line that names the variable
 or the file:line:key and exit with status 2; nothing starts half-configured.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import getpass
 import json
 import signal
 import sys
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, TextIO
 from app import audit
 from app.config import Settings, SettingsError, load_settings
 from app.logging import setup_logging
+from app.models import SessionState
 from app.policy import PolicyError
 
 if TYPE_CHECKING:
@@ -44,6 +46,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "reconcile", help="compare every provider with the sessions once; exit 1 on findings"
     )
     _add_audit_commands(commands)
+    sessions = commands.add_parser("sessions", help="list sessions (newest first)")
+    sessions.add_argument("--state", choices=[s.value for s in SessionState])
+    sessions.add_argument("--user", help="Slack user id of the person who had the access")
+    sessions.add_argument("--system", help="system id")
+    sessions.add_argument("--limit", type=int, default=100)
+    sessions.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    revoke = commands.add_parser("revoke", help="end a session now (emergency, audited)")
+    revoke.add_argument("session_id")
+    revoke.add_argument("--note", help="why, for the audit trail")
     args = parser.parse_args(argv)
 
     try:
@@ -59,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "reconcile":
             return _reconcile(settings)
+        if args.command == "sessions":
+            return _sessions(settings, args)
+        if args.command == "revoke":
+            return _revoke(settings, args)
         if args.command == "audit":
             return _audit(settings.database_url, args)
         if args.command == "review":
@@ -183,12 +198,17 @@ def _audit(url: str, args: argparse.Namespace) -> int:
             print(json.dumps(row, sort_keys=True))
         return 0
     columns = ["at", "event", "actor", "request_id", "session_id", "system", "role", "ticket"]
-    table = [[str(row[c] or "") for c in columns] for row in rows]
-    widths = [max([len(c), *(len(r[i]) for r in table)]) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
-    for row in table:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    _print_table(columns, [[row[c] for c in columns] for row in rows])
     return 0
+
+
+def _print_table(columns: list[str], rows: list[list[object]]) -> None:
+    """A plain text table: upper-case headers, columns padded to their widest cell."""
+    table = [["" if v is None else str(v) for v in row] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in table)]) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in table:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _export(rows: Iterable[audit.AuditEvent], fmt: str, out: TextIO) -> int:
@@ -240,12 +260,79 @@ def _reconcile(settings: Settings) -> int:
     if report.clean:
         return 0
     columns = ["finding", "session", "system", "role", "identity", "grant", "outcome", "detail"]
-    table = [
-        [f.kind, f.session_id, f.system, f.role, f.identity, f.grant, f.outcome, f.detail]
-        for f in report.findings
-    ]
-    widths = [max([len(c), *(len(r[i]) for r in table)]) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
-    for row in table:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    _print_table(
+        columns,
+        [
+            [f.kind, f.session_id, f.system, f.role, f.identity, f.grant, f.outcome, f.detail]
+            for f in report.findings
+        ],
+    )
+    return 1
+
+
+def _sessions(settings: Settings, args: argparse.Namespace) -> int:
+    """Sessions, newest first, filtered; a table or JSON lines."""
+    from sqlalchemy import select
+
+    from app.audit import iso
+    from app.db import make_engine, make_sessionmaker
+    from app.models import AccessSession
+
+    query = select(AccessSession).order_by(AccessSession.created_at.desc()).limit(args.limit)
+    if args.state:
+        query = query.where(AccessSession.state == args.state)
+    if args.user:
+        query = query.where(AccessSession.requester_id == args.user)
+    if args.system:
+        query = query.where(AccessSession.system_id == args.system)
+    with make_sessionmaker(make_engine(settings.database_url))() as db:
+        rows = [
+            {
+                "id": s.id,
+                "state": s.state.value,
+                "user": s.requester_id,
+                "system": s.system_id,
+                "role": s.role_id,
+                "identity": s.identity,
+                "ticket": s.request.ticket,
+                "granted_at": iso(s.granted_at) if s.granted_at else None,
+                "expires_at": iso(s.expires_at) if s.expires_at else None,
+                "ended_at": iso(s.ended_at) if s.ended_at else None,
+                "last_error": s.last_error,
+            }
+            for s in db.scalars(query)
+        ]
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    columns = ["id", "state", "user", "system", "role", "ticket", "expires_at", "ended_at"]
+    _print_table(columns, [[row[c] for c in columns] for row in rows])
+    return 0
+
+
+def _revoke(settings: Settings, args: argparse.Namespace) -> int:
+    """Emergency revoke by an operator, audited as `cli:<login>`; Slack is told when a bot
+    token is set. Exit 0 once the provider confirmed, 1 while it is still failing."""
+    from app.models import EndReason, SessionState
+    from app.operations.end_session import end_session
+    from app.operations.errors import OperationError
+    from app.runtime import build_context
+
+    actor = f"cli:{getpass.getuser()}"
+    try:
+        session = end_session(
+            build_context(settings), args.session_id, EndReason.admin, actor, note=args.note
+        )
+    except OperationError as exc:
+        print(f"prod-access: {exc}", file=sys.stderr)
+        return 2
+    if session.state == SessionState.ended:
+        print(f"{session.id}: access ended and revoked at the provider (audited as {actor})")
+        return 0
+    print(
+        f"{session.id}: {session.state.value}: {session.last_error}; the bot retries it "
+        "(see `prod-access sessions --state revoke_failing`)",
+        file=sys.stderr,
+    )
     return 1

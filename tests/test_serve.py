@@ -240,3 +240,35 @@ def test_audit_command_prints_the_trail_as_table_and_json(
     assert [r["event"] for r in rows] == ["requested", "approved", "granted"]
     assert rows[2]["session_id"] == session_id and rows[2]["at"].endswith("Z")
     assert rows[0]["actor"] == BOB and rows[0]["ticket"] == "PAY-184"
+
+
+def test_operator_lists_sessions_and_revokes_one_from_the_command_line(
+    server: Server, slack: FakeSlack, webhook: WebhookReceiver, env: dict[str, str], tmp_path: Path
+) -> None:
+    import getpass
+    import json
+
+    session_id = _granted_session(server, slack, env)
+    listing = run_cli(tmp_path, env, "sessions", "--state", "active")
+    assert listing.returncode == 0
+    assert listing.stdout.splitlines()[0].split()[:3] == ["ID", "STATE", "USER"]
+    assert session_id in listing.stdout and "PAY-184" in listing.stdout
+
+    result = run_cli(tmp_path, env, "revoke", session_id, "--note", "laptop stolen")
+    actor = f"cli:{getpass.getuser()}"
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        f"{session_id}: access ended and revoked at the provider (audited as {actor})"
+    )
+    assert webhook.wait_for(1, action="revoke")[0].body["session_id"] == session_id
+    ended = [
+        json.loads(x) for x in run_cli(tmp_path, env, "sessions", "--json").stdout.splitlines()
+    ]
+    assert [(s["id"], s["state"]) for s in ended] == [(session_id, "ended")]
+    events = [
+        json.loads(line) for line in run_cli(tmp_path, env, "audit", "--json").stdout.splitlines()
+    ]
+    admin = next(e for e in events if e["event"] == "admin_ended")
+    assert admin["actor"] == actor and admin["detail"] == {"note": "laptop stolen"}
+    again = run_cli(tmp_path, env, "revoke", "S-NOPE0000")
+    assert again.returncode == 2 and "No session S-NOPE0000 exists." in again.stderr

@@ -47,7 +47,9 @@ _AUDIT_EVENT = {
 REVOCABLE = (SessionState.revoking, SessionState.revoke_failing)
 
 
-def end_session(ctx: AppContext, session_id: str, reason: EndReason, actor: str) -> AccessSession:
+def end_session(
+    ctx: AppContext, session_id: str, reason: EndReason, actor: str, note: str | None = None
+) -> AccessSession:
     """Start ending a session (checked: the requester or an approver, unless the timer or an
     admin ends it), then revoke. Ending a session that is already ending is a no-op."""
     with transaction(ctx.db) as db:
@@ -59,7 +61,8 @@ def end_session(ctx: AppContext, session_id: str, reason: EndReason, actor: str)
             session.end_reason, session.ended_by = reason, actor
             session.next_attempt_at = clock.now() + INTENT_LEASE
             session.attempts = 0
-            audit.record(db, _AUDIT_EVENT[reason], actor, session=session)
+            why = {"note": note} if note else {}
+            audit.record(db, _AUDIT_EVENT[reason], actor, session=session, **why)
         elif session.state not in (*REVOCABLE, SessionState.ended):
             raise ConflictError(f"Session {session.id} is {session.state.value}, not active.")
     return revoke_session(ctx, session_id)

@@ -19,11 +19,10 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 from urllib.parse import unquote
 
-from .local_server import LocalServer, Reply, Request, Script
+from .local_server import LocalServer, Reply, Request, Script, ServedFake
 
 _MEMBERSHIP = re.compile(r"^/orgs/([^/]+)/teams/([^/]+)/memberships/([^/]+)$")
 NOT_FOUND = {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}
@@ -37,7 +36,7 @@ class Call:
     body: Any
 
 
-class FakeGitHub:
+class FakeGitHub(ServedFake):
     def __init__(
         self,
         token: str,
@@ -55,21 +54,9 @@ class FakeGitHub:
         self._calls: list[Call] = []
         self._server = LocalServer(self._handle)
 
-    def __enter__(self) -> FakeGitHub:
-        self._server.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._server.stop()
-
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.port}"
+        return self.base_url
 
     @property
     def calls(self) -> list[Call]:

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,30 @@ class LocalServer:
             self._thread.join(timeout=5)
         self._server = None
         self._thread = None
+
+
+class ServedFake:
+    """What every fake HTTP target shares: a LocalServer in `_server`, start/stop, use as a
+    context manager, and the base URL it serves."""
+
+    _server: LocalServer
+
+    def start(self) -> Self:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.port}"
 
 
 class Script:

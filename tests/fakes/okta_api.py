@@ -17,10 +17,9 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from types import TracebackType
 from urllib.parse import parse_qs, unquote
 
-from .local_server import LocalServer, Reply, Request, Script
+from .local_server import LocalServer, Reply, Request, Script, ServedFake
 
 _USER = re.compile(r"^/api/v1/users/([^/]+)$")
 _USER_GROUPS = re.compile(r"^/api/v1/users/([^/]+)/groups$")
@@ -40,7 +39,7 @@ class Call:
     body: bytes
 
 
-class FakeOkta:
+class FakeOkta(ServedFake):
     def __init__(
         self,
         token: str,
@@ -57,21 +56,9 @@ class FakeOkta:
         self._calls: list[Call] = []
         self._server = LocalServer(self._handle)
 
-    def __enter__(self) -> FakeOkta:
-        self._server.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._server.stop()
-
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.port}"
+        return self.base_url
 
     @property
     def calls(self) -> list[Call]:

@@ -25,11 +25,10 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl
 
-from .local_server import LocalServer, Reply, Request, summarize
+from .local_server import LocalServer, Reply, Request, ServedFake, summarize
 
 TEAM_ID = "T0TEAM"
 BOT_USER_ID = "U0BOT"
@@ -76,7 +75,7 @@ def _parse_args(request: Request) -> dict[str, Any]:
     return args
 
 
-class FakeSlack:
+class FakeSlack(ServedFake):
     """A recording fake of the Slack Web API; see the module docstring.
 
     `users` maps user ids to `{"email": …, "name": …}` (optionally `"tz"`), answered by
@@ -97,32 +96,14 @@ class FakeSlack:
 
     # -- life cycle -------------------------------------------------------------------------
 
-    def start(self) -> FakeSlack:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> FakeSlack:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     @property
     def url(self) -> str:
         """The `base_url` for slack_sdk, e.g. `http://127.0.0.1:PORT/api/`."""
-        return f"http://127.0.0.1:{self._server.port}/api/"
+        return self.base_url + "/api/"
 
     def response_url(self, key: str = "r") -> str:
         """A response_url on this server; POSTs to it are recorded as method "response_url"."""
-        return f"http://127.0.0.1:{self._server.port}/response/{key}"
+        return f"{self.base_url}/response/{key}"
 
     # -- what tests read and arrange --------------------------------------------------------
 

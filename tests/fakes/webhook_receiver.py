@@ -20,10 +20,9 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
-from .local_server import LocalServer, Reply, Request, summarize
+from .local_server import LocalServer, Reply, Request, ServedFake, summarize
 
 SIGNATURE_HEADER = "x-prod-access-signature"
 TIMESTAMP_HEADER = "x-prod-access-timestamp"
@@ -40,7 +39,7 @@ class Received:
     signature_valid: bool
 
 
-class WebhookReceiver:
+class WebhookReceiver(ServedFake):
     """Serves `POST http://127.0.0.1:PORT/hook` and records what arrives."""
 
     def __init__(self, secret: str) -> None:
@@ -54,27 +53,9 @@ class WebhookReceiver:
 
     # -- life cycle -------------------------------------------------------------------------
 
-    def start(self) -> WebhookReceiver:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> WebhookReceiver:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.port}/hook"
+        return self.base_url + "/hook"
 
     # -- what tests read and arrange --------------------------------------------------------
 

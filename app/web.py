@@ -1,5 +1,6 @@
 """The HTTP app for production (WSGI, served by gunicorn's threaded workers):
-POST /slack/events → Bolt (signature checked there), GET /healthz → liveness + database check.
+POST /slack/events → Bolt (signature checked there), GET /healthz → liveness + database check,
+GET /metrics → Prometheus text.
 
 Why sync Bolt under gunicorn gthread and not the async adapter: our operations, SQLAlchemy and
 providers are synchronous; Bolt's sync App behind an async adapter handles one request at a
@@ -13,9 +14,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from prometheus_client import CONTENT_TYPE_LATEST
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from sqlalchemy import text
 
+from app import metrics
 from app.runtime import Bot
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -36,6 +39,9 @@ def make_wsgi_app(bot: Bot) -> WSGIApp:
             payload = json.dumps(body).encode()
             start_response(status, [("Content-Type", "application/json")])
             return [payload]
+        if path == "/metrics" and environ.get("REQUEST_METHOD") == "GET":
+            start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
+            return [metrics.render(bot.ctx.db)]
         return slack(environ, start_response)
 
     return app

@@ -440,3 +440,29 @@ def test_a_card_that_was_never_posted_is_posted_at_start(bot: BotHarness) -> Non
     assert announce_unposted_requests(bot.ctx) == [request_id]
     assert bot.request(request_id).card_ts is not None
     assert announce_unposted_requests(bot.ctx) == []
+
+
+def test_metrics_show_sessions_by_state_and_provider_latencies(
+    bot: BotHarness, webhook: WebhookReceiver
+) -> None:
+    import urllib.request
+
+    request_id = bot.quick_request("orders-api write 30m PAY-17 check", BOB)
+    _approve_and_wait(bot, request_id)
+    bot.quick_request("orders-api read 15m PAY-18 look", BOB)
+    url = bot.url.replace("/slack/events", "/metrics")
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = response.read().decode()
+    assert 'prod_access_sessions{state="active"} 1.0' in text
+    assert 'prod_access_requests{state="pending"} 1.0' in text
+    assert 'prod_access_requests{state="approved"} 1.0' in text
+    assert "prod_access_grant_seconds_count" in text
+    clock.travel(timedelta(minutes=31))
+    bot.sweep()
+    bot.wait_session(request_id, SessionState.ended)
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    assert 'prod_access_sessions{state="ended"} 1.0' in text
+    assert 'prod_access_sessions{state="active"} 0.0' in text
+    assert "prod_access_expiry_lag_seconds_bucket" in text

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from app import audit, clock
+from app import audit, clock, metrics
 from app.context import AppContext
 from app.db import transaction
 from app.models import (
@@ -57,6 +57,9 @@ def end_session(
         if reason == EndReason.released:
             check_requester_or_approver(ctx, session, actor, "end this access")
         if session.state == SessionState.active:
+            if reason == EndReason.expired and session.expires_at:
+                lag = (clock.now() - session.expires_at).total_seconds()
+                metrics.EXPIRY_LAG_SECONDS.observe(max(0.0, lag))
             session.state = SessionState.revoking
             session.end_reason, session.ended_by = reason, actor
             session.next_attempt_at = clock.now() + INTENT_LEASE
@@ -81,7 +84,8 @@ def revoke_session(ctx: AppContext, session_id: str) -> AccessSession:
         held_by = _other_holders(ctx, session)
         if not held_by:
             try:
-                note = revoke_verified(provider_for(ctx, session.system_id), session)
+                with metrics.REVOKE_SECONDS.time():
+                    note = revoke_verified(provider_for(ctx, session.system_id), session)
             except (ProviderError, OperationError) as exc:
                 error = short(exc)
     with transaction(ctx.db) as db:
@@ -114,6 +118,7 @@ def revoke_session(ctx: AppContext, session_id: str) -> AccessSession:
             session.next_reminder_at = now + reminders[0] if reminders else None
             audit.record(db, "closeout_prompted", audit.SYSTEM_ACTOR, session=session)
         else:
+            metrics.REVOKE_FAILURES.inc()
             session.state = SessionState.revoke_failing
             session.attempts += 1
             session.last_error = error

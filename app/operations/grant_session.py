@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from app import audit, clock
+from app import audit, clock, metrics
 from app.context import AppContext
 from app.db import transaction
 from app.models import AccessSession, SessionState
@@ -48,7 +48,7 @@ def grant_session(ctx: AppContext, session_id: str) -> AccessSession:
         planned_end = clock.now() + timedelta(seconds=session.request.duration_seconds)
         try:
             provider = provider_for(ctx, session.system_id)
-            with holder_lock(session):
+            with holder_lock(session), metrics.GRANT_SECONDS.time():
                 note = provider.grant(replace(access_of(session), expires_at=planned_end))
         except (ProviderError, OperationError) as exc:
             error = short(exc)
@@ -74,6 +74,7 @@ def grant_session(ctx: AppContext, session_id: str) -> AccessSession:
                 **provider_note(note),
             )
         else:
+            metrics.GRANT_FAILURES.inc()
             session.state = SessionState.grant_failed
             session.last_error = error
             session.attempts += 1

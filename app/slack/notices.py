@@ -19,6 +19,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import metrics
 from app.models import AccessRequest, AccessSession, RequestState
 from app.operations.request_access import attach_card
 from app.policy import Policy
@@ -38,6 +39,7 @@ def _never_raises(fn: F) -> F:
         except Exception as exc:
             error = exc.response.get("error") if isinstance(exc, SlackApiError) else repr(exc)
             log.warning("slack_notice_failed", notice=fn.__name__, error=error)
+            metrics.SLACK_API_ERRORS.labels(notice=fn.__name__).inc()
 
     return wrapper  # type: ignore[return-value]
 

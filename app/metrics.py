@@ -1,0 +1,77 @@
+"""Prometheus metrics for GET /metrics.
+
+Counts of requests and sessions by state are read from the database when scraped (so every
+replica reports the same truth and nothing drifts after a restart); latencies and failures are
+observed where they happen, per process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.models import AccessRequest, AccessSession, RequestState, SessionState
+
+REGISTRY = CollectorRegistry()
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+GRANT_SECONDS = Histogram(
+    "prod_access_grant_seconds", "Provider grant call duration", buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)  # fmt: skip
+REVOKE_SECONDS = Histogram(
+    "prod_access_revoke_seconds", "Provider revoke (and verification) duration",
+    buckets=_LATENCY_BUCKETS, registry=REGISTRY,
+)  # fmt: skip
+REVOKE_FAILURES = Counter(
+    "prod_access_revoke_failures", "Revokes that failed (each is retried)", registry=REGISTRY
+)
+GRANT_FAILURES = Counter("prod_access_grant_failures", "Grants that failed", registry=REGISTRY)
+EXPIRY_LAG_SECONDS = Histogram(
+    "prod_access_expiry_lag_seconds", "From expires_at to the start of the revoke",
+    buckets=(0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 30, 60, 300), registry=REGISTRY,
+)  # fmt: skip
+SLACK_API_ERRORS = Counter(
+    "prod_access_slack_api_errors", "Slack notices that failed", ["notice"], registry=REGISTRY
+)
+
+
+class _StateCounts(Collector):
+    def __init__(self, db: sessionmaker[Session]) -> None:
+        self.db = db
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        requests = GaugeMetricFamily(
+            "prod_access_requests", "Access requests by state", labels=["state"]
+        )
+        sessions = GaugeMetricFamily(
+            "prod_access_sessions", "Access sessions by state", labels=["state"]
+        )
+        with self.db() as db:
+            by_request = _count_by(db, AccessRequest.state)
+            by_session = _count_by(db, AccessSession.state)
+        for state in RequestState:
+            requests.add_metric([state.value], by_request.get(state, 0))
+        for state in SessionState:
+            sessions.add_metric([state.value], by_session.get(state, 0))
+        yield requests
+        yield sessions
+
+
+def _count_by(db: Session, column: Any) -> dict[Any, int]:
+    return {
+        state: count for state, count in db.execute(select(column, func.count()).group_by(column))
+    }
+
+
+def render(db: sessionmaker[Session]) -> bytes:
+    """The exposition text: this process's observations, then the counts in the database."""
+    counts = CollectorRegistry()
+    counts.register(_StateCounts(db))
+    return generate_latest(REGISTRY) + generate_latest(counts)

@@ -466,3 +466,31 @@ def test_metrics_show_sessions_by_state_and_provider_latencies(
     assert 'prod_access_sessions{state="ended"} 1.0' in text
     assert 'prod_access_sessions{state="active"} 0.0' in text
     assert "prod_access_expiry_lag_seconds_bucket" in text
+
+
+def test_a_revoke_is_claimed_so_concurrent_workers_call_the_provider_once(
+    bot: BotHarness, webhook: WebhookReceiver
+) -> None:
+    """Sweeps in several replicas, or a sweep and an End-now click, may reach the same
+    session at once: exactly one of them revokes at the provider."""
+    from app.models import EndReason
+    from app.operations.end_session import end_session, revoke_session
+
+    request_id = bot.quick_request("orders-api write 1h PAY-19 hotfix", BOB)
+    session = _approve_and_wait(bot, request_id)
+    webhook.respond_with(500)
+    clock.travel(timedelta(hours=1, seconds=1))
+    bot.sweep()
+    bot.wait_session(request_id, SessionState.revoke_failing)
+    clock.travel(timedelta(minutes=10))  # the retry is due
+    webhook.delay(0.3)  # the first worker's call is still in flight when the others arrive
+    workers = [
+        threading.Thread(target=revoke_session, args=(bot.ctx, session.id)) for _ in range(3)
+    ] + [threading.Thread(target=end_session, args=(bot.ctx, session.id, EndReason.released, BOB))]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert bot.session_for(request_id).state == SessionState.ended
+    assert webhook.actions() == ["grant", "revoke", "revoke"]  # the failed one, then one retry
+    assert [e for e, _ in _events(bot, request_id)].count("revoked") == 1

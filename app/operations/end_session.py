@@ -51,9 +51,11 @@ def end_session(
     ctx: AppContext, session_id: str, reason: EndReason, actor: str, note: str | None = None
 ) -> AccessSession:
     """Start ending a session (checked: the requester or an approver, unless the timer or an
-    admin ends it), then revoke. Ending a session that is already ending is a no-op."""
+    admin ends it), then revoke. Ending a session that is already ending is a no-op, except
+    that a failing revoke is tried again now."""
     with transaction(ctx.db) as db:
         session = load_locked(db, AccessSession, session_id)
+        claimed = False
         if reason == EndReason.released:
             check_requester_or_approver(ctx, session, actor, "end this access")
         if session.state == SessionState.active:
@@ -66,17 +68,34 @@ def end_session(
             session.attempts = 0
             why = {"note": note} if note else {}
             audit.record(db, _AUDIT_EVENT[reason], actor, session=session, **why)
+            claimed = True
         elif session.state not in (*REVOCABLE, SessionState.ended):
             raise ConflictError(f"Session {session.id} is {session.state.value}, not active.")
-    return revoke_session(ctx, session_id)
+    if claimed:
+        return _revoke(ctx, session)
+    return revoke_session(ctx, session_id, now=True)
 
 
-def revoke_session(ctx: AppContext, session_id: str) -> AccessSession:
-    """Take the access away through the provider (or skip it if another session holds it)."""
+def revoke_session(ctx: AppContext, session_id: str, *, now: bool = False) -> AccessSession:
+    """Retry a revoke: claim it first, so that however many workers (sweeps in several
+    replicas, a click) try at once, one calls the provider. A claim is `revoking` with a lease;
+    a revoke that is due (or any failing one, with `now`) or whose lease ran out (a crash) can
+    be claimed; one in another worker's hands is left to it."""
     with transaction(ctx.db) as db:
         session = load_locked(db, AccessSession, session_id)
-        if session.state not in REVOCABLE:
+        due = session.next_attempt_at is None or session.next_attempt_at <= clock.now()
+        if session.state == SessionState.revoking and not due:
+            return session  # another worker holds the lease
+        if session.state not in REVOCABLE or not (due or now):
             return session
+        session.state = SessionState.revoking
+        session.next_attempt_at = clock.now() + INTENT_LEASE
+    return _revoke(ctx, session)
+
+
+def _revoke(ctx: AppContext, session: AccessSession) -> AccessSession:
+    """The provider call for a claimed session, and its outcome."""
+    session_id = session.id
     error: str | None = None
     note: str | None = None
     held_by: list[str] = []

@@ -31,7 +31,7 @@ from app.db import transaction
 from app.models import AccessSession, AuditEvent, SessionState
 from app.operations.common import access_of, holder_lock, provider_note
 from app.operations.end_session import revoke_verified
-from app.operations.queries import OPEN_SESSION_STATES
+from app.operations.queries import OPEN_SESSION_STATES, sessions_of_same_access
 from app.providers.base import ProviderError, short
 
 log = structlog.get_logger(__name__)
@@ -120,16 +120,7 @@ def _access_key(session: AccessSession) -> tuple[str, str, str]:
 def _open_sessions(ctx: AppContext, session: AccessSession) -> list[str]:
     """Sessions that may hold this access right now, or are being granted or revoked."""
     with transaction(ctx.db) as db:
-        return list(
-            db.scalars(
-                select(AccessSession.id).where(
-                    AccessSession.system_id == session.system_id,
-                    AccessSession.identity == session.identity,
-                    AccessSession.grant_name == session.grant_name,
-                    AccessSession.state.in_(OPEN_SESSION_STATES),
-                )
-            )
-        )
+        return sessions_of_same_access(db, session, OPEN_SESSION_STATES)
 
 
 def _finding(session: AccessSession, kind: str, outcome: str, detail: str) -> Finding:

@@ -16,30 +16,22 @@ from app.jobs.reminders import send_closeout_reminders
 
 def start_scheduler(ctx: AppContext) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone="UTC")
-    common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
-    scheduler.add_job(
-        expire_due_sessions,
-        "interval",
-        args=[ctx],
-        seconds=ctx.settings.expiry_interval_seconds,
-        id="expire_due_sessions",
-        **common,
-    )
-    scheduler.add_job(
-        send_closeout_reminders,
-        "interval",
-        args=[ctx],
-        seconds=ctx.settings.reminder_interval_seconds,
-        id="send_closeout_reminders",
-        **common,
-    )
-    scheduler.add_job(
-        reconcile,
-        "interval",
-        args=[ctx],
-        seconds=ctx.settings.reconcile_interval_seconds,
-        id="reconcile",
-        **common,
-    )
+    settings = ctx.settings
+    every = {
+        expire_due_sessions: settings.expiry_interval_seconds,
+        send_closeout_reminders: settings.reminder_interval_seconds,
+        reconcile: settings.reconcile_interval_seconds,
+    }
+    for job, seconds in every.items():
+        scheduler.add_job(
+            job,
+            "interval",
+            args=[ctx],
+            seconds=seconds,
+            id=job.__name__,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
     scheduler.start()
     return scheduler

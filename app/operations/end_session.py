@@ -14,8 +14,6 @@ the session ends with `revoke_skipped`, and the last one to end does the real re
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
 from app import audit, clock, metrics
 from app.context import AppContext
 from app.db import transaction
@@ -37,6 +35,7 @@ from app.operations.common import (
     provider_note,
 )
 from app.operations.errors import ConflictError, OperationError
+from app.operations.queries import sessions_of_same_access
 from app.providers.base import Provider, ProviderError, short
 
 _AUDIT_EVENT = {
@@ -180,14 +179,4 @@ def revoke_verified(provider: Provider, session: AccessSession) -> str | None:
 def _other_holders(ctx: AppContext, session: AccessSession) -> list[str]:
     """Ids of the person's other sessions that hold (or are being given) the same access."""
     with transaction(ctx.db) as db:
-        return list(
-            db.scalars(
-                select(AccessSession.id).where(
-                    AccessSession.id != session.id,
-                    AccessSession.system_id == session.system_id,
-                    AccessSession.identity == session.identity,
-                    AccessSession.grant_name == session.grant_name,
-                    AccessSession.state.in_(HOLDING_STATES),
-                )
-            )
-        )
+        return sessions_of_same_access(db, session, HOLDING_STATES)

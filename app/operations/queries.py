@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -13,6 +15,24 @@ OPEN_SESSION_STATES = (
     SessionState.revoking,
     SessionState.revoke_failing,
 )
+
+
+def sessions_of_same_access(
+    db: Session, session: AccessSession, states: Iterable[SessionState]
+) -> list[str]:
+    """Ids of the other sessions in `states` for the same person, grant and system: the ones
+    that share this session's access at the provider."""
+    return list(
+        db.scalars(
+            select(AccessSession.id).where(
+                AccessSession.id != session.id,
+                AccessSession.system_id == session.system_id,
+                AccessSession.identity == session.identity,
+                AccessSession.grant_name == session.grant_name,
+                AccessSession.state.in_(tuple(states)),
+            )
+        )
+    )
 
 
 def pending_requests(db: Session, user_id: str) -> list[AccessRequest]:

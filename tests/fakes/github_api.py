@@ -14,29 +14,17 @@ every request.
 
 from __future__ import annotations
 
-import json
 import re
-import threading
 import time
-from dataclasses import dataclass
-from typing import Any
 from urllib.parse import unquote
 
-from .local_server import LocalServer, Reply, Request, Script, ServedFake
+from .local_server import RecordingFake, Reply, Request, Script
 
 _MEMBERSHIP = re.compile(r"^/orgs/([^/]+)/teams/([^/]+)/memberships/([^/]+)$")
 NOT_FOUND = {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}
 
 
-@dataclass(frozen=True)
-class Call:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any
-
-
-class FakeGitHub(ServedFake):
+class FakeGitHub(RecordingFake):
     def __init__(
         self,
         token: str,
@@ -50,18 +38,7 @@ class FakeGitHub(ServedFake):
         self.outsiders = set(outsiders)  # GitHub users not in the org yet: memberships pend
         self.members: dict[str, dict[str, str]] = {team: {} for team in teams}
         self.script = Script()
-        self._lock = threading.Lock()
-        self._calls: list[Call] = []
-        self._server = LocalServer(self._handle)
-
-    @property
-    def url(self) -> str:
-        return self.base_url
-
-    @property
-    def calls(self) -> list[Call]:
-        with self._lock:
-            return list(self._calls)
+        super().__init__()
 
     def is_member(self, team: str, user: str) -> bool:
         with self._lock:
@@ -73,12 +50,7 @@ class FakeGitHub(ServedFake):
             self.members[team][user] = "member"
 
     def _handle(self, request: Request) -> Reply:
-        try:
-            body = json.loads(request.body) if request.body else None
-        except ValueError:
-            body = request.body.decode("latin-1")
-        with self._lock:
-            self._calls.append(Call(request.method, request.path, request.headers, body))
+        body = self._record(request).body
         status, pause = self.script.next()
         if pause:  # the client gives up meanwhile; nothing is done
             time.sleep(pause)

@@ -155,6 +155,48 @@ class ServedFake:
         return f"http://127.0.0.1:{self._server.port}"
 
 
+@dataclass(frozen=True)
+class Call:
+    """A request a REST fake received: the body parsed as JSON where it is JSON."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: Any
+
+
+class RecordingFake(ServedFake):
+    """A fake REST API that keeps every request it gets (`calls`), in arrival order."""
+
+    def __init__(self) -> None:
+        self._server = LocalServer(self._handle)
+        self._lock = threading.Lock()
+        self._calls: list[Call] = []
+
+    def _handle(self, request: Request) -> Reply:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        return self.base_url
+
+    @property
+    def calls(self) -> list[Call]:
+        with self._lock:
+            return list(self._calls)
+
+    def _record(self, request: Request) -> Call:
+        try:
+            body: Any = json.loads(request.body) if request.body else None
+        except ValueError:
+            body = request.body.decode("latin-1")
+        call = Call(request.method, request.path, request.query, request.headers, body)
+        with self._lock:
+            self._calls.append(call)
+        return call
+
+
 class Script:
     """Trouble a test asks a fake for: answer the next requests with an HTTP error status, or
     hang (so the client times out) and do nothing. Thread-safe; each entry is used once."""

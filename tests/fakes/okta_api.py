@@ -14,12 +14,10 @@ every request.
 from __future__ import annotations
 
 import re
-import threading
 import time
-from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote
 
-from .local_server import LocalServer, Reply, Request, Script, ServedFake
+from .local_server import RecordingFake, Reply, Request, Script
 
 _USER = re.compile(r"^/api/v1/users/([^/]+)$")
 _USER_GROUPS = re.compile(r"^/api/v1/users/([^/]+)/groups$")
@@ -30,16 +28,7 @@ def _error(status: int, code: str, summary: str) -> Reply:
     return Reply(status, {"errorCode": code, "errorSummary": summary, "errorCauses": []})
 
 
-@dataclass(frozen=True)
-class Call:
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    body: bytes
-
-
-class FakeOkta(ServedFake):
+class FakeOkta(RecordingFake):
     def __init__(
         self,
         token: str,
@@ -52,18 +41,7 @@ class FakeOkta(ServedFake):
         self.groups: dict[str, set[str]] = {group: set() for group in groups}
         self.page_size = page_size
         self.script = Script()
-        self._lock = threading.Lock()
-        self._calls: list[Call] = []
-        self._server = LocalServer(self._handle)
-
-    @property
-    def url(self) -> str:
-        return self.base_url
-
-    @property
-    def calls(self) -> list[Call]:
-        with self._lock:
-            return list(self._calls)
+        super().__init__()
 
     def is_member(self, group: str, login: str) -> bool:
         with self._lock:
@@ -80,10 +58,7 @@ class FakeOkta(ServedFake):
         return self.logins.get(id_or_login)
 
     def _handle(self, request: Request) -> Reply:
-        with self._lock:
-            self._calls.append(
-                Call(request.method, request.path, request.query, request.headers, request.body)
-            )
+        self._record(request)
         status, pause = self.script.next()
         if pause:  # the client gives up meanwhile; nothing is done
             time.sleep(pause)

@@ -1,8 +1,9 @@
-"""The `prod-access` command line: serve | db upgrade | audit [verify | export] | review |
-reconcile | sessions | revoke.
+"""The `prod-access` command line: serve | check | db upgrade | audit [verify | export] |
+review | reconcile | sessions | revoke.
 
 Start-up problems (a missing setting, a bad policy file) print one line that names the variable
-or the file:line:key and exit with status 2; nothing starts half-configured.
+or the file:line:key and exit with status 2; nothing starts half-configured. `check` is the
+exception: it reports such problems in its table (exit 1) and goes on checking the rest.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser(
         "reconcile", help="compare every provider with the sessions once; exit 1 on findings"
     )
+    check = commands.add_parser(
+        "check", help="check settings, policy, Slack, channels and providers; exit 1 on problems"
+    )
+    check.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     _add_audit_commands(commands)
     sessions = commands.add_parser("sessions", help="list sessions (newest first)")
     sessions.add_argument("--state", choices=[s.value for s in SessionState])
@@ -56,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     revoke.add_argument("session_id")
     revoke.add_argument("--note", help="why, for the audit trail")
     args = parser.parse_args(argv)
+    if args.command == "check":
+        return _check(as_json=args.json)
 
     try:
         settings = load_settings()
@@ -117,7 +124,8 @@ def _serve_socket(bot: Bot, app_token: str) -> int:
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        # The timers pause at once (no new revoke starts); the rest stops in order below.
+        signal.signal(signum, lambda *_: (bot.stop_taking_work(), stop.set()))
     handler = SocketModeHandler(bot.bolt, app_token)
     bot.start_timers()
     try:
@@ -246,13 +254,38 @@ def _review(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(*, as_json: bool) -> int:
+    """One line per check (OK / PROBLEM and what to do); exit 0 when all are OK, else 1."""
+    from app.doctor import run_checks
+
+    results = run_checks()
+    problems = sum(1 for result in results if not result.ok)
+    if as_json:
+        for result in results:
+            print(json.dumps(result.as_dict()))
+    else:
+        _print_table(
+            ["check", "status", "detail"], [[r.check, r.status, r.detail] for r in results]
+        )
+        print(
+            f"{problems} problem(s) in {len(results)} checks"
+            if problems
+            else f"all {len(results)} checks OK"
+        )
+    return 1 if problems else 0
+
+
 def _reconcile(settings: Settings) -> int:
     """Reconciliation once (alerts go to Slack when a bot token is set); a table of findings.
-    Exit status 0 when everything matched, 1 when anything was found."""
+    Exit status 0 when everything matched, 1 when anything was found, 2 when another replica
+    was reconciling at that moment (nothing was checked)."""
     from app.jobs.reconcile import reconcile
     from app.runtime import build_context
 
     report = reconcile(build_context(settings))
+    if report.skipped:
+        print("skipped: another replica is reconciling right now; try again in a moment")
+        return 2
     print(
         f"checked {report.ended_checked} recently ended access(es) and "
         f"{report.active_checked} active session(s): {len(report.findings)} finding(s)"

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     reminder_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
     revoke_retry_base_seconds: float = Field(default=5.0, gt=0)
     revoke_retry_max_seconds: float = Field(default=300.0, gt=0)
+    revoke_alert_after: int = Field(default=3, ge=1, le=100)  # failed attempts, then alert
     reconcile_interval_seconds: float = Field(default=300.0, gt=0, le=86400)
     reconcile_lookback_days: int = Field(default=7, ge=1, le=365)
 
@@ -49,8 +50,18 @@ class Settings(BaseSettings):
     review_channel: str | None = None
     review_period: str = "30d"
 
+    # --- PagerDuty (on-call auto-approval) ---
+    pagerduty_token: SecretStr | None = None
+    pagerduty_api_url: str = "https://api.pagerduty.com"
+
+    # --- Slack notices: one Slack still refuses after the client's retries is kept and re-sent ---
+    notice_resend_interval_seconds: float = Field(default=30.0, gt=0, le=3600)
+    notice_retry_base_seconds: float = Field(default=30.0, gt=0)
+    notice_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    notice_max_attempts: int = Field(default=10, ge=1, le=1000)
+
     # --- Logs ---
-    log_format: Literal["console", "json"] = "console"
+    log_format: Literal["auto", "console", "json"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("slack_bot_token")
@@ -75,6 +86,18 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL such as https://slack.com/api/")
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("pagerduty_token")
+    @classmethod
+    def _empty_token_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        return None if value is not None and not value.get_secret_value().strip() else value
+
+    @field_validator("pagerduty_api_url")
+    @classmethod
+    def _pagerduty_url_shape(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL such as https://api.pagerduty.com")
+        return value.rstrip("/")
 
     @field_validator("review_schedule")
     @classmethod

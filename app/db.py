@@ -5,21 +5,33 @@ threads that both try to approve the same request run one after the other and th
 the first's decision. Threads queue for that on a lock in Python rather than in SQLite's busy
 handler, which sleeps and retries (1, 2, 5, 10 … ms) and so made waits far longer than the
 transactions they waited for. PostgreSQL gets the same guarantee from SELECT … FOR UPDATE.
+
+Several replicas share one PostgreSQL. What they must not do at the same time, and what is no
+row to lock (a provider call for one access, a whole reconciliation run), is serialized with
+advisory locks (`advisory_lock`): session-level locks on a connection of their own (from a pool
+apart from the one requests use), which the server drops by itself when the process holding them
+dies. Code that holds only a row reaches its database through `database_of(row)`: the session
+factory notes on every row it loads the engine it came from.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import structlog
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+log = structlog.get_logger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_WAIT_SECONDS = 30
@@ -77,7 +89,83 @@ def make_engine(url: str) -> Engine:
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+    factory = sessionmaker(engine, expire_on_commit=False)
+
+    @event.listens_for(factory, "loaded_as_persistent")
+    def _remember_engine(_db: Session, row: object) -> None:
+        inspect(row).info[_ENGINE] = engine
+
+    return factory
+
+
+_ENGINE = "prod_access.engine"
+
+
+def engine_of(factory: sessionmaker[Session]) -> Engine:
+    """The engine a session factory made by `make_sessionmaker` works on."""
+    engine = factory.kw["bind"]
+    assert isinstance(engine, Engine)
+    return engine
+
+
+def database_of(row: object) -> Engine | None:
+    """The engine a row was loaded through (None for one that was never loaded)."""
+    engine = inspect(row).info.get(_ENGINE)
+    return engine if isinstance(engine, Engine) else None
+
+
+def is_postgres(bind: Engine | Connection | None) -> bool:
+    return bind is not None and bind.dialect.name == "postgresql"
+
+
+def lock_key(*parts: str) -> int:
+    """A signed 64-bit advisory-lock key for `parts`, the same in every process (unlike
+    Python's salted `hash()`)."""
+    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+_lock_pools: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+_lock_pools_guard = threading.Lock()
+LOCK_POOL_SIZE = 16  # idle connections kept; more are opened when more locks are held at once
+
+
+def _lock_pool(engine: Engine) -> Engine:
+    """The connections advisory locks are held on. A lock is held for as long as a provider
+    call takes (seconds, when a provider is slow), so these come from a pool of their own, which
+    never makes anyone wait: a slow provider must not take the connections Slack's requests
+    are answered with."""
+    with _lock_pools_guard:
+        pool = _lock_pools.get(engine)
+        if pool is None:
+            pool = create_engine(
+                engine.url, pool_pre_ping=True, pool_size=LOCK_POOL_SIZE, max_overflow=-1
+            )
+            _lock_pools[engine] = pool
+        return pool
+
+
+@contextmanager
+def advisory_lock(engine: Engine, key: int, *, wait: bool = True) -> Iterator[Connection | None]:
+    """Hold PostgreSQL advisory lock `key` for the block, on a connection of its own (in
+    autocommit, so no transaction stays open meanwhile), and yield that connection. With
+    `wait=False` it yields None at once when someone else holds the lock. The lock is released
+    after the block; if releasing fails the connection is thrown away, which releases it too."""
+    with _lock_pool(engine).connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        if wait:
+            connection.execute(select(func.pg_advisory_lock(key)))
+        elif not connection.scalar(select(func.pg_try_advisory_lock(key))):
+            yield None
+            return
+        try:
+            yield connection
+        finally:
+            try:
+                connection.execute(select(func.pg_advisory_unlock(key)))
+            except Exception:
+                log.warning("advisory_unlock_failed", key=key, exc_info=True)
+                connection.invalidate()
 
 
 @contextmanager

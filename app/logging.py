@@ -1,7 +1,15 @@
-"""structlog, set up once: console lines in development, JSON lines in production.
+"""structlog, set up once: console lines in development, JSON lines in production. `auto` (the
+default) means JSON when stderr is not a terminal: a container, systemd or a pipe reads lines,
+a person at a terminal reads the console format.
 
-A processor masks secrets in every event (Slack tokens, the signing secret, passwords in DSNs),
-whatever key they hide under, so no log line carries one.
+Every line carries the ids of the work it belongs to: `bound(request_id=…, session_id=…)` binds
+them (structlog contextvars) for a block, and work handed to another thread takes them along
+when it runs in a copy of the caller's context (AfterAck, the notice lanes). Library lines
+(Bolt, slack_sdk, APScheduler, gunicorn, Alembic) go through the same processors, so they are
+JSON lines with the same ids too.
+
+A processor masks secrets in every event (Slack tokens, the signing secret, provider secrets,
+passwords in DSNs), whatever key they hide under, so no log line carries one.
 """
 
 from __future__ import annotations
@@ -9,9 +17,13 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import structlog
+
+from app.models import AccessRequest, AccessSession
 
 _SECRET_PATTERNS = [
     re.compile(r"xox[abposr]-[A-Za-z0-9-]+"),
@@ -20,6 +32,8 @@ _SECRET_PATTERNS = [
 ]
 _SECRET_KEYS = re.compile(r"(token|secret|password|dsn|authorization)", re.I)
 _extra_secrets: set[str] = set()
+#: Request and session ids as app.operations.common.new_id writes them: R-7K3Q9X2M, S-4M8D2QXA.
+_ROW_ID = re.compile(r"^([RS])-[0-9A-Z]{8}$")
 
 
 def register_secret(value: str | None) -> None:
@@ -45,33 +59,64 @@ def drop_secrets(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, A
     return event
 
 
-def setup_logging(fmt: str = "console", level: str = "info") -> None:
+def ids_of(*values: object) -> dict[str, str]:
+    """The request and session ids among `values` (rows, or id strings such as a button's
+    value; a session names its request too), the first of each kind, for `bound(**…)`."""
+    ids: dict[str, str] = {}
+    for value in values:
+        if isinstance(value, AccessSession):
+            ids.setdefault("session_id", value.id)
+            ids.setdefault("request_id", value.request_id)
+        elif isinstance(value, AccessRequest):
+            ids.setdefault("request_id", value.id)
+        elif isinstance(value, str) and (match := _ROW_ID.match(value)):
+            ids.setdefault("request_id" if match[1] == "R" else "session_id", value)
+    return ids
+
+
+@contextmanager
+def bound(**ids: object) -> Iterator[None]:
+    """Add these ids (None ones left out) to every log line written in this block, by this
+    thread and by work it hands on in a copy of its context (`contextvars.copy_context()`)."""
+    present = {key: value for key, value in ids.items() if value is not None}
+    with structlog.contextvars.bound_contextvars(**present):
+        yield
+
+
+def wants_json(fmt: str) -> bool:
+    """LOG_FORMAT: `json`, `console`, or `auto` (JSON unless stderr is a terminal)."""
+    return fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+
+
+def setup_logging(fmt: str = "auto", level: str = "info") -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer()
-        if fmt == "json"
+        if wants_json(fmt)
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.format_exc_info,
-        drop_secrets,
     ]
+    # Masking comes after the traceback is rendered into the event, so a secret in an
+    # exception's message is masked too.
+    last: list[Any] = [structlog.processors.format_exc_info, drop_secrets, renderer]
     structlog.configure(
-        processors=[*shared, renderer],
+        processors=[*shared, *last],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
-    # Library logs (Bolt, slack_sdk, APScheduler, gunicorn) go through the same masking.
+    # Library logs (Bolt, slack_sdk, APScheduler, gunicorn, Alembic) become the same lines:
+    # same format, same bound ids, same masking.
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_MaskingFormatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *last],
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING if level != "debug" else logging.DEBUG)
-
-
-class _MaskingFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return mask(super().format(record))

@@ -11,7 +11,17 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import DateTime, Enum, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -38,6 +48,31 @@ class RequestState(StrEnum):
     pending = "pending"
     approved = "approved"
     denied = "denied"
+    cancelled = "cancelled"  # withdrawn by the requester
+    lapsed = "lapsed"  # nobody decided within the policy's request_ttl
+
+
+class RequestKind(StrEnum):
+    access = "access"  # a new session
+    extension = "extension"  # more time for an active session (`extends_session_id`)
+
+
+class Route(StrEnum):
+    """How a request was (or will be) decided."""
+
+    approvers = "approvers"  # N distinct approvers click Approve
+    staging = "staging"  # the system's tier is staging: approved at once
+    auto = "auto"  # the role says auto_approve (read-only checks)
+    oncall = "oncall"  # the requester was on call (PagerDuty) when asking
+    breakglass = "breakglass"  # self-granted in an incident, reviewed afterwards
+
+
+class ReviewState(StrEnum):
+    """The retro-review of a break-glass access."""
+
+    due = "due"
+    acknowledged = "acknowledged"
+    flagged = "flagged"
 
 
 class SessionState(StrEnum):
@@ -57,6 +92,7 @@ class EndReason(StrEnum):
     expired = "expired"
     released = "released"
     admin = "admin"
+    flagged = "flagged"  # a break-glass access flagged in its retro-review
 
 
 class CloseoutState(StrEnum):
@@ -81,6 +117,10 @@ class Base(DeclarativeBase):
 
 class AccessRequest(Base):
     __tablename__ = "access_requests"
+    __table_args__ = (
+        Index("ix_requests_state_decide_by", "state", "decide_by"),
+        Index("ix_requests_review_escalation", "review_state", "next_escalation_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(16), primary_key=True)
     requester_id: Mapped[str] = mapped_column(String(32), index=True)
@@ -95,6 +135,41 @@ class AccessRequest(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     card_channel: Mapped[str | None] = mapped_column(String(32))
     card_ts: Mapped[str | None] = mapped_column(String(32))
+    kind: Mapped[RequestKind] = mapped_column(_enum(RequestKind), default=RequestKind.access)
+    extends_session_id: Mapped[str | None] = mapped_column(String(16), index=True)
+    route: Mapped[Route] = mapped_column(_enum(Route), default=Route.approvers)
+    approvals_required: Mapped[int] = mapped_column(Integer, default=1)
+    decision_note: Mapped[str | None] = mapped_column(Text)  # a denial's reason, an auto rule
+    decide_by: Mapped[datetime | None] = mapped_column(UTCDateTime)  # request_ttl deadline
+    review_state: Mapped[ReviewState | None] = mapped_column(_enum(ReviewState))
+    review_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_escalation_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    escalations: Mapped[int] = mapped_column(Integer, default=0)
+    reviewed_by: Mapped[str | None] = mapped_column(String(32))
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    approvals: Mapped[list[Approval]] = relationship(
+        lazy="selectin", order_by="Approval.id", back_populates="request"
+    )
+
+    @property
+    def approved_by(self) -> list[str]:
+        return [a.approver_id for a in self.approvals]
+
+
+class Approval(Base):
+    """One approver's Approve on a request (N of M: the request is approved at N rows). The
+    unique key makes a repeated click by the same person count once."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (UniqueConstraint("request_id", "approver_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("access_requests.id"))
+    approver_id: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    request: Mapped[AccessRequest] = relationship(back_populates="approvals")
 
 
 class AccessSession(Base):
@@ -172,3 +247,23 @@ class AuditChainHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class PendingNotice(Base):
+    """A Slack notice that Slack refused even after the client's retries, kept to be sent again
+    (app/slack/outbox.py): which notifier method, the request and session it is about, and its
+    other arguments as JSON. Deleted once delivered; `failed_at` is set when it is given up."""
+
+    __tablename__ = "pending_notices"
+    __table_args__ = (Index("ix_pending_notices_due", "failed_at", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    notice: Mapped[str] = mapped_column(String(60))
+    request_id: Mapped[str | None] = mapped_column(String(16), index=True)
+    session_id: Mapped[str | None] = mapped_column(String(16))
+    args_json: Mapped[str] = mapped_column(Text)  # {"args": [...], "kwargs": {...}}
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -70,6 +70,25 @@ def _check_pattern(pattern: str | None) -> str | None:
 
 TicketPattern = Annotated[str | None, BeforeValidator(_check_pattern)]
 
+_PRINCIPAL = re.compile(r"^(?:[UW][A-Z0-9]+|@[a-z0-9][a-z0-9._-]*)$")
+
+
+def _check_principal(value: object) -> str:
+    text = str(value).strip()
+    if not _PRINCIPAL.match(text):
+        raise ValueError(
+            f"{value!r} is neither a Slack user id (U0123ABCD) nor a user group handle (@sre-leads)"
+        )
+    return text
+
+
+#: Who: a Slack user id (`U0123ABCD`) or a user group handle (`@sre-leads`).
+Principal = Annotated[str, BeforeValidator(_check_principal)]
+
+
+def is_group(principal: str) -> bool:
+    return principal.startswith("@")
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -83,6 +102,16 @@ class Defaults(_Strict):
     closeout_reminders: list[Duration] = Field(
         default_factory=lambda: [timedelta(minutes=15), timedelta(hours=1), timedelta(hours=24)]
     )
+    request_ttl: Duration = timedelta(hours=1)  # undecided requests lapse after this
+
+
+class Breakglass(_Strict):
+    """Self-granted access in an incident: granted at once, reviewed afterwards."""
+
+    users: list[Principal] = Field(min_length=1)
+    max_duration: Duration = timedelta(hours=2)
+    review_within: Duration = timedelta(minutes=15)
+    escalation_channel: str | None = None
 
 
 class Role(_Strict):
@@ -91,6 +120,11 @@ class Role(_Strict):
     max_duration: Duration | None = None
     description: str | None = None
     scope: Literal["read", "write"] | None = None  # unset: read if the id says so, else write
+    approvers: list[Principal] | None = None  # unset: the system's approvers
+    approvals_required: int = Field(default=1, ge=1, le=10)
+    auto_approve: bool = False  # approved at once (meant for read-only checks)
+    auto_approve_oncall: str | None = Field(default=None, min_length=1)  # PagerDuty schedule id
+    max_total: Duration | None = None  # extensions included; unset: twice the max duration
 
 
 def scope_of(role_id: str, role: Role | None = None) -> str:
@@ -107,10 +141,14 @@ class System(_Strict):
     provider: str = Field(min_length=1)
     config: dict[str, Any] = Field(default_factory=dict)
     identity: str = "{email_local}"
-    approvers: list[str] = Field(min_length=1)
+    tier: Literal["production", "staging"] = "production"  # staging: approved at once
+    approvers: list[Principal] = Field(min_length=1)
+    requesters: list[Principal] | None = None  # unset: everybody may ask
     approver_channel: str | None = None
     ticket_pattern: TicketPattern = None
     max_duration: Duration | None = None
+    request_ttl: Duration | None = None
+    breakglass: Breakglass | None = None
     roles: list[Role] = Field(min_length=1)
 
     @field_validator("identity")
@@ -127,8 +165,15 @@ class System(_Strict):
 
     @field_validator("roles")
     @classmethod
-    def _unique_roles(cls, roles: list[Role]) -> list[Role]:
+    def _unique_roles(cls, roles: list[Role], info: ValidationInfo) -> list[Role]:
         _unique((role.id for role in roles), "role id")
+        for role in roles:
+            approvers = role.approvers or info.data.get("approvers") or []
+            if not any(is_group(a) for a in approvers) and len(approvers) < role.approvals_required:
+                raise ValueError(
+                    f"role {role.id!r} needs {role.approvals_required} approvals but only "
+                    f"{len(approvers)} approver(s) are listed"
+                )
         return roles
 
     def role(self, role_id: str) -> Role | None:
@@ -184,11 +229,31 @@ class Policy(_Strict):
             if role
             else max(self.max_duration(system, r) for r in system.roles)
         )
+        return self.duration_choices_up_to(limit)
+
+    @staticmethod
+    def duration_choices_up_to(limit: timedelta) -> list[timedelta]:
+        """The standard steps shorter than `limit`, then `limit` itself (none for zero)."""
+        if limit <= timedelta(0):
+            return []
         choices = [parse_duration(c) for c in DURATION_CHOICES if parse_duration(c) < limit]
         return [*choices, limit]
 
-    def may_approve(self, system: System, user_id: str) -> bool:
-        return user_id in system.approvers
+    def approvers_of(self, system: System, role_id: str | None = None) -> list[str]:
+        """Who may approve (user ids and @group handles): the role's own list, else the
+        system's. Without a role: everybody who approves any of the system's roles."""
+        role = system.role(role_id) if role_id else None
+        if role is not None:
+            return list(role.approvers or system.approvers)
+        lists = [system.approvers, *(r.approvers or [] for r in system.roles)]
+        return list(dict.fromkeys(p for principals in lists for p in principals))
+
+    def request_ttl(self, system: System) -> timedelta:
+        return system.request_ttl or self.defaults.request_ttl
+
+    def max_total(self, system: System, role: Role) -> timedelta:
+        """The longest a session may last, extensions included."""
+        return role.max_total or 2 * self.max_duration(system, role)
 
     def identity_for(self, system: System, slack_id: str, email: str | None) -> str:
         """The provider-side user name for a Slack user (override first, then the template)."""

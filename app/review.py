@@ -41,6 +41,8 @@ from app.models import (
 from app.policy import Policy, scope_of
 
 REVOKE_PROBLEM_EVENTS = ("revoke_failed", "drift_detected", "access_missing")
+#: An approver's click: the one that completed a request, an earlier one of N, an extension's.
+APPROVAL_EVENTS = ("approved", "approval_recorded", "extension_approved")
 
 
 @dataclass
@@ -162,9 +164,7 @@ def _count_events(
         .where(
             AuditEvent.at >= since,
             AuditEvent.at < until,
-            AuditEvent.event.in_(
-                ("approved", "breakglass_granted", "breakglass_reviewed", "extension_approved")
-            ),
+            AuditEvent.event.in_((*APPROVAL_EVENTS, "breakglass_granted", "breakglass_reviewed")),
         )
         .order_by(AuditEvent.seq)
     ).all()
@@ -173,10 +173,12 @@ def _count_events(
     for event, requester in rows:
         entry = line(requester, event.system_id or "?")
         when = f"{event.request_id}, {iso(event.at)}"
-        if event.event == "approved":
+        if event.event in APPROVAL_EVENTS:  # one per approver click (N of M: N events)
             approvals[event.actor] += 1
             if event.actor == requester:
                 review.self_approvals.append(f"{requester} approved their own request ({when})")
+            if event.event == "extension_approved":
+                entry.extensions += 1
         elif event.event == "breakglass_granted":
             entry.breakglass += 1
             text = f"{requester} took {event.role_id} on {event.system_id} by break-glass ({when})"
@@ -184,8 +186,6 @@ def _count_events(
             unreviewed[event.request_id] = (entry, text)
         elif event.event == "breakglass_reviewed" and event.detail.get("in_time"):
             unreviewed.pop(event.request_id, None)
-        elif event.event == "extension_approved":
-            entry.extensions += 1
     for entry, text in unreviewed.values():
         entry.breakglass_not_reviewed_in_time += 1
         review.attention.append(f"{text}: not reviewed in time")

@@ -1,10 +1,12 @@
 """Assemble the running bot from settings: policy and providers (validated now, so mistakes stop
-start-up), database (migrated), Slack client, notifier and directory, and the timers."""
+start-up), database (migrated), Slack client, notifier (with its outbox) and directory, and the
+timers; and stop it gracefully."""
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from slack_bolt import App
@@ -17,11 +19,13 @@ from app.jobs.expire import announce_unposted_requests, resume_interrupted
 from app.jobs.review import schedule_review
 from app.jobs.scheduler import start_scheduler
 from app.logging import register_secret
+from app.oncall import pagerduty_from_settings
 from app.policy import load_policy
 from app.providers.base import build_providers
 from app.slack.after_ack import AfterAck
 from app.slack.bolt_app import build_bolt_app, make_client
-from app.slack.notices import SlackDirectory, SlackNotifier, publish_review
+from app.slack.notices import SlackDirectory, SlackNotifier, publish_review, use_outbox
+from app.slack.outbox import NoticeOutbox, outbox_of, resend_pending_notices
 
 
 def build_context(settings: Settings) -> AppContext:
@@ -36,11 +40,13 @@ def build_context(settings: Settings) -> AppContext:
         db=sessions,
         notify=QuietNotifier(),
         directory=NoDirectory(),
+        oncall=pagerduty_from_settings(settings),
     )
     if settings.slack_bot_token:
         client = make_client(settings)
         notifier = SlackNotifier(client, policy, sessions)
         notifier.bind(ctx)
+        use_outbox(notifier, NoticeOutbox(sessions, settings))
         ctx.notify, ctx.directory = notifier, SlackDirectory(client)
     return ctx
 
@@ -54,23 +60,40 @@ class Bot:
     scheduler: BackgroundScheduler | None = None
 
     def start_timers(self) -> None:
-        """Finish what a crash left, revoke what expired while down, post cards never posted,
-        then run the timers."""
+        """Send notices off the callers' threads from now on, finish what a crash left, revoke
+        what expired while down, post cards never posted, then run the timers (notices kept by
+        the last run are sent again at once)."""
+        outbox = outbox_of(self.ctx.notify)
+        if outbox is not None:
+            outbox.start(self.ctx.settings.work_threads)
         resume_interrupted(self.ctx)
         announce_unposted_requests(self.ctx)
         self.scheduler = start_scheduler(self.ctx)
+        self.scheduler.modify_job(resend_pending_notices.__name__, next_run_time=datetime.now(UTC))
         channel = self.ctx.settings.review_channel
         if channel:
             schedule_review(
                 self.scheduler, self.ctx, functools.partial(publish_review, self.client, channel)
             )
 
+    def stop_taking_work(self) -> None:
+        """The first step of a graceful stop, quick enough for a signal handler: no timer starts
+        another run (runs in progress go on)."""
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.pause()
+
     def stop(self) -> None:
-        """Graceful stop: no new timer runs, then finish the work already acknowledged."""
+        """Graceful stop: no new timer runs; the runs in progress finish (a provider call in
+        flight completes and its outcome is recorded); the work already acknowledged is done;
+        queued notices are sent, or kept for the next start."""
+        self.stop_taking_work()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
             self.scheduler = None
         self.later.shutdown()
+        outbox = outbox_of(self.ctx.notify)
+        if outbox is not None:
+            outbox.stop()
 
 
 def build_bot(settings: Settings, *, socket: bool = False, migrate: bool = True) -> Bot:

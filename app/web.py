@@ -5,14 +5,23 @@ GET /metrics → Prometheus text.
 Why sync Bolt under gunicorn gthread and not the async adapter: our operations, SQLAlchemy and
 providers are synchronous; Bolt's sync App behind an async adapter handles one request at a
 time, while gthread serves requests concurrently on threads (see bench/ for the figures).
+
+SIGTERM stops gracefully: the worker pauses the timers at once (a session that falls due now
+is left to the next process), stops accepting connections, answers the requests in flight, and
+on its way out (`worker_exit`) lets the timer run in progress finish (a provider call in flight
+completes and is recorded), does the acknowledged work, and sends or keeps queued notices.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Callable, Iterable
+from types import FrameType
 from typing import Any
 
+import structlog
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 from prometheus_client import CONTENT_TYPE_LATEST
 from slack_bolt.adapter.wsgi import SlackRequestHandler
@@ -22,6 +31,7 @@ from app import metrics
 from app.runtime import Bot
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+log = structlog.get_logger(__name__)
 
 
 def make_wsgi_app(bot: Bot) -> WSGIApp:
@@ -47,6 +57,40 @@ def make_wsgi_app(bot: Bot) -> WSGIApp:
     return app
 
 
+class _AppLogs(glogging.Logger):  # type: ignore[misc]
+    """gunicorn's own lines go through the app's logging: the same format (JSON lines in
+    production) and the same masking."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            log.handlers[:] = []
+            log.propagate = True
+
+
+def _start_worker(bot: Bot) -> None:
+    """In the worker, before it serves: run the timers, and make SIGTERM stop them at once
+    (gunicorn's own handler then stops the worker gracefully)."""
+    bot.start_timers()
+    settings = bot.ctx.settings
+    log.info(  # what this process serves, for the operator (the DSN's password is masked)
+        "serving",
+        port=settings.port,
+        threads=settings.web_threads,
+        database=settings.database_url,
+        policy=settings.policy_file,
+        systems=sorted(bot.ctx.providers),
+    )
+    gunicorn_handler = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        bot.stop_taking_work()
+        if callable(gunicorn_handler):
+            gunicorn_handler(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
 class GunicornServer(BaseApplication):  # type: ignore[misc]
     """gunicorn, configured in code: one worker process (the timers live in it) with threads."""
 
@@ -63,9 +107,11 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         self.cfg.set("timeout", 60)
         self.cfg.set("graceful_timeout", 30)
         self.cfg.set("accesslog", None)
+        self.cfg.set("logger_class", _AppLogs)
+        self.cfg.set("loglevel", bot.ctx.settings.log_level)
         if "control_socket_disable" in self.cfg.settings:  # gunicorn ≥ 25: no admin socket
             self.cfg.set("control_socket_disable", True)
-        self.cfg.set("post_worker_init", lambda worker: bot.start_timers())
+        self.cfg.set("post_worker_init", lambda worker: _start_worker(bot))
         self.cfg.set("worker_exit", lambda server, worker: bot.stop())
 
     def load(self) -> WSGIApp:

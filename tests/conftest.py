@@ -28,7 +28,7 @@ from app.web import make_wsgi_app
 from tests.fakes.policy import ALICE, BOB, LEAD1, LEAD2, MALLORY, write_policy
 from tests.fakes.postgres import PostgresServer, postgres_or_skip
 from tests.fakes.slack_api import FakeSlack
-from tests.fakes.slack_requests import SlackSender
+from tests.fakes.slack_requests import SlackSender, text_input
 from tests.fakes.webhook_receiver import WebhookReceiver
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -168,6 +168,22 @@ class BotHarness:
             ).first()
             assert row is not None
             return row.id
+
+    def deny(self, request_id: str, user: str, reason: str = "") -> Any:
+        """Click Deny on the card, wait for the reason modal, submit it; the submit's answer."""
+        before = len(self.slack.calls_to("views.open"))
+        self.send.click("deny_request", request_id, user)
+        opened = self.slack.wait_for(
+            "views.open",
+            lambda a: (
+                a["view"].get("callback_id") == "deny"
+                and a["view"].get("private_metadata") == request_id
+            ),
+            count=1,
+        )
+        assert len(self.slack.calls_to("views.open")) > before
+        values = {"deny_reason": text_input(reason, "deny_reason_input")}
+        return self.send.submit(opened[-1]["view"], values, user)
 
     def quick_request(self, text: str, user: str = "U0BOB") -> str:
         """Send a quick-form request; wait for its card; return the request id."""

@@ -261,11 +261,15 @@ def test_double_approve_grants_once(bot: BotHarness, webhook: WebhookReceiver) -
 
 def test_deny_records_who_denied_and_tells_the_requester(bot: BotHarness) -> None:
     request_id = bot.quick_request("orders-api write 1h PAY-3 drop table", BOB)
-    bot.send.click("deny_request", request_id, LEAD2)
+    answer = bot.deny(request_id, LEAD2, "use the <!channel> read replica & ask again")
+    assert answer.status == 200 and answer.text == ""
     update = bot.slack.wait_for("chat.update", lambda a: "Denied" in _blocks(a))[0]
     assert "<@U0LEAD2>" in _blocks(update) and "approve_request" not in _blocks(update)
-    _dm(bot, BOB, "denied your request")
+    assert "use the &lt;!channel&gt; read replica &amp; ask again" in _blocks(update)
+    dm = _dm(bot, BOB, "denied your request")
+    assert "Reason: use the &lt;!channel&gt; read replica" in dm["text"]
     assert bot.request(request_id).decided_by == LEAD2
+    assert bot.request(request_id).decision_note == "use the <!channel> read replica & ask again"
     assert _events(bot, request_id) == [("requested", BOB), ("denied", LEAD2)]
 
 
@@ -332,6 +336,41 @@ def test_failed_revoke_is_retried_with_backoff_and_shown_in_the_thread(
     assert webhook.actions() == ["grant", "revoke", "revoke", "revoke"]
     assert [e for e, _ in _events(bot, request_id)].count("revoke_failed") == 2
     assert ended.id == session.id
+
+
+def test_provider_down_alerts_the_channel_after_three_failures_and_answers_when_back(
+    bot: BotHarness, webhook: WebhookReceiver
+) -> None:
+    request_id = bot.quick_request("orders-api write 1h PAY-6 hotfix", BOB)
+    session = _approve_and_wait(bot, request_id)
+    webhook.respond_with(503, times=3)
+    clock.travel(timedelta(hours=1, seconds=1))
+    for attempt in (1, 2, 3):
+        bot.sweep()
+        bot.wait_session(request_id, SessionState.revoke_failing)
+        eventually(
+            lambda n=attempt: bot.session_for(request_id).attempts == n, what=f"attempt {attempt}"
+        )
+        clock.travel(timedelta(seconds=10))
+    failures = bot.slack.wait_for(
+        "chat.postMessage", lambda a: "Revoke failed" in a.get("text", ""), count=3
+    )
+    assert [bool(f.get("reply_broadcast")) for f in failures] == [False, False, True]
+    card = bot.slack.wait_for("chat.update", lambda a: "Revoke failing" in _blocks(a))[-1]
+    assert "NOT yet removed" in _blocks(card)
+    bot.send.interaction_event({"type": "app_home_opened", "user": BOB, "tab": "home"})
+    bot.slack.wait_for(
+        "views.publish",
+        lambda a: a["user_id"] == BOB and "revoke failing" in json.dumps(a["view"]),
+    )
+    bot.sweep()
+    ended = bot.wait_session(request_id, SessionState.ended)
+    answer = bot.slack.wait_for(
+        "chat.postMessage", lambda a: "completed after 3 failed attempts" in a.get("text", "")
+    )[0]
+    assert answer["reply_broadcast"] is True
+    assert answer["thread_ts"] == bot.request(request_id).card_ts
+    assert ended.id == session.id and webhook.held() == set()
 
 
 def test_end_access_now_and_done_revoke_early(bot: BotHarness, webhook: WebhookReceiver) -> None:
@@ -411,7 +450,9 @@ def test_home_tab_shows_open_access_with_end_button(bot: BotHarness) -> None:
         {"type": "app_home_opened", "user": BOB, "channel": "D0BOB", "tab": "home"}
     )
     assert answer.status == 200
-    view = bot.slack.wait_for("views.publish", lambda a: a["user_id"] == BOB)[0]["view"]
+    view = bot.slack.wait_for(
+        "views.publish", lambda a: a["user_id"] == BOB and pending in json.dumps(a["view"])
+    )[-1]["view"]
     text = json.dumps(view)
     assert view["type"] == "home"
     assert session.id in text and "end_session" in text and pending in text

@@ -29,7 +29,8 @@ from tests.fakes.webhook_receiver import WebhookReceiver
 
 def _granted(bot: BotHarness, who: str, role: str, duration: str, ticket: str, approver: str):
     request = create_request(bot.ctx, who, RequestForm("orders-api", role, duration, ticket, "x"))
-    session = approve_request(bot.ctx, request.id, approver)
+    session = approve_request(bot.ctx, request.id, approver).session
+    assert session is not None
     return grant_session(bot.ctx, session.id)
 
 

@@ -1,104 +1,185 @@
 """The expiry sweep: revoke every session whose window has ended, retry failing revokes, and
-finish intents (`granting` / `revoking`) that a crash left behind. Idempotent: run it as often
-as you like; it calls the same operations as the "End access now" button.
+finish intents (`granting` / `revoking`) whose worker died. Idempotent, and safe to run in every
+replica at once, against one PostgreSQL:
+
+- Claim, then call. One transaction locks a batch of due sessions with SELECT … FOR UPDATE SKIP
+  LOCKED (rows another replica is claiming right now are skipped, not waited for), moves each to
+  its claimed state and commits: an expiring session is ended exactly as "End access now" ends
+  it (`start_ending`: `revoking`, audited `expired`), a due retry or an abandoned intent gets a
+  fresh lease. Then the provider calls run on a thread pool (SWEEP_WORKERS), each recording its
+  outcome in one transaction, through the same operations the buttons use.
+- A claim is a lease (INTENT_LEASE): a session another worker has claimed is not due until the
+  lease runs out, which is how the work of a replica that died mid-call is finished by another.
+- Each query reads an index ((state, expires_at), (state, next_attempt_at)), so a sweep costs
+  what is due, not how many sessions exist.
+- A sweep claims no more than its workers can start at once and claims again as they free up,
+  so a burst is shared between replicas, and no claim waits in a queue for its lease to run out.
+
+On SQLite the database's write lock serializes the claims; one process is the supported set-up.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import Select, select
+from sqlalchemy.orm import InstrumentedAttribute
 
 from app import audit, clock
 from app.context import AppContext
-from app.db import transaction
+from app.db import is_postgres, transaction
+from app.logging import bound
 from app.models import AccessRequest, AccessSession, EndReason, RequestState, SessionState
-from app.operations.end_session import end_session, revoke_session
+from app.operations.common import INTENT_LEASE
+from app.operations.end_session import claim_revoke, revoke_claimed, start_ending
 from app.operations.errors import OperationError
 from app.operations.grant_session import grant_session
+from app.operations.request_access import submit_request
 
 log = structlog.get_logger(__name__)
-BATCH = 500
+
+#: What is due, by the kind of claim: (states, the time column that says when).
+DUE: dict[str, tuple[tuple[SessionState, ...], InstrumentedAttribute[Any]]] = {
+    "expired": ((SessionState.active,), AccessSession.expires_at),
+    "retried": (
+        (SessionState.revoke_failing, SessionState.revoking),
+        AccessSession.next_attempt_at,
+    ),
+    "resumed": ((SessionState.granting,), AccessSession.next_attempt_at),
+}
 
 
 @dataclass
 class SweepResult:
+    """Ids of the sessions a sweep claimed: expired (now being revoked), retried (a failing
+    revoke, or a revoke whose worker died), resumed (a grant whose worker died)."""
+
     expired: list[str] = field(default_factory=list)
     retried: list[str] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
 
 
-def _due(ctx: AppContext, state: SessionState, column: object) -> list[str]:
+@dataclass
+class Claims:
+    """What one claiming transaction took: the sessions, committed in their claimed state."""
+
+    expired: list[AccessSession] = field(default_factory=list)
+    retried: list[AccessSession] = field(default_factory=list)
+    resumed: list[AccessSession] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.expired) + len(self.retried) + len(self.resumed)
+
+
+def due_sessions(kind: str, now: datetime, limit: int) -> Select[AccessSession]:
+    """The sessions of one kind (see DUE) that are due at `now`, oldest first, locked for the
+    claiming transaction; rows locked by someone else are skipped."""
+    states, column = DUE[kind]
+    return (
+        select(AccessSession)
+        .where(AccessSession.state.in_(states), column <= now)
+        .order_by(column)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=AccessSession)
+    )
+
+
+def claim_due_sessions(ctx: AppContext, limit: int) -> Claims:
+    """Claim up to `limit` due sessions in one transaction (see the module docstring)."""
+    claims = Claims()
     with transaction(ctx.db) as db:
-        return list(
-            db.scalars(
-                select(AccessSession.id)
-                .where(AccessSession.state == state, column <= clock.now())  # type: ignore[operator]
-                .order_by(column)  # type: ignore[arg-type]
-                .limit(BATCH)
-            )
-        )
+        now = clock.now()
+        for session in db.scalars(due_sessions("expired", now, limit)):
+            start_ending(db, session, EndReason.expired, audit.SYSTEM_ACTOR)
+            claims.expired.append(session)
+        if len(claims) < limit:
+            for session in db.scalars(due_sessions("retried", now, limit - len(claims))):
+                claim_revoke(session)
+                claims.retried.append(session)
+        if len(claims) < limit:
+            for session in db.scalars(due_sessions("resumed", now, limit - len(claims))):
+                session.next_attempt_at = now + INTENT_LEASE
+                claims.resumed.append(session)
+    return claims
 
 
 def expire_due_sessions(ctx: AppContext) -> SweepResult:
-    """One sweep. Provider calls for different sessions run side by side (SWEEP_WORKERS), so a
-    thousand sessions expiring in the same second are revoked within about a second, not one
-    after another; calls for the same person and grant still queue (holder_lock)."""
+    """One sweep: claim what is due, a batch at a time, until nothing is left. Provider calls
+    for different sessions run side by side, so a thousand sessions expiring in the same second
+    are not revoked one after another; calls for the same access still queue (holder_lock)."""
     result = SweepResult()
-    result.expired = _due(ctx, SessionState.active, AccessSession.expires_at)
-    for state in (SessionState.revoke_failing, SessionState.revoking):
-        result.retried += _due(ctx, state, AccessSession.next_attempt_at)
-    result.resumed = _due(ctx, SessionState.granting, AccessSession.next_attempt_at)
-    work = [
-        *((end_session, ctx, sid, EndReason.expired, audit.SYSTEM_ACTOR) for sid in result.expired),
-        *((revoke_session, ctx, sid) for sid in result.retried),
-        *((grant_session, ctx, sid) for sid in result.resumed),
-    ]
-    if len(work) <= 1:
-        for job in work:
-            _safely(*job)
-    else:
-        with ThreadPoolExecutor(
-            max_workers=min(ctx.settings.sweep_workers, len(work)), thread_name_prefix="sweep"
-        ) as pool:
-            list(pool.map(lambda job: _safely(*job), work))
+    workers = ctx.settings.sweep_workers
+    claims = claim_due_sessions(ctx, workers)
+    if not claims:
+        return result
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sweep") as pool:
+        running: set[Future[None]] = set()
+        while claims:
+            result.expired += [s.id for s in claims.expired]
+            result.retried += [s.id for s in claims.retried]
+            result.resumed += [s.id for s in claims.resumed]
+            work = [
+                *((s.id, partial(revoke_claimed, ctx, s)) for s in claims.expired + claims.retried),
+                *((s.id, partial(grant_session, ctx, s.id)) for s in claims.resumed),
+            ]
+            running |= {pool.submit(_safely, call, session_id) for session_id, call in work}
+            while len(running) > workers:  # the next batch is claimed when it can start
+                _, running = wait(running, return_when=FIRST_COMPLETED)
+            claims = claim_due_sessions(ctx, workers)
     return result
 
 
 def resume_interrupted(ctx: AppContext) -> SweepResult:
-    """At start: intents this process left when it died are not leased by anyone alive."""
+    """At start. On SQLite (one process) the intents left in `granting` / `revoking` were this
+    process's, and nobody alive holds them: they are made due now. On PostgreSQL another replica
+    may be in the middle of them, so their leases are kept, and whatever a dead process left is
+    finished by the sweep when its lease runs out (INTENT_LEASE)."""
     with transaction(ctx.db) as db:
-        rows = db.scalars(
-            select(AccessSession).where(
-                AccessSession.state.in_((SessionState.granting, SessionState.revoking))
-            )
-        ).all()
-        for row in rows:
-            row.next_attempt_at = clock.now()
+        if not is_postgres(db.get_bind()):
+            rows = db.scalars(
+                select(AccessSession).where(
+                    AccessSession.state.in_((SessionState.granting, SessionState.revoking))
+                )
+            ).all()
+            for row in rows:
+                row.next_attempt_at = clock.now()
     return expire_due_sessions(ctx)
 
 
 def announce_unposted_requests(ctx: AppContext) -> list[str]:
     """At start: pending requests whose card was never posted (the process stopped between
-    storing the request and posting it) are posted now."""
+    storing the request and submitting it) are submitted now: what the policy decides alone
+    (break-glass, staging, on call) is decided and granted, the card is posted."""
     with transaction(ctx.db) as db:
-        requests = db.scalars(
-            select(AccessRequest).where(
-                AccessRequest.state == RequestState.pending, AccessRequest.card_ts.is_(None)
+        ids = list(
+            db.scalars(
+                select(AccessRequest.id).where(
+                    AccessRequest.state == RequestState.pending, AccessRequest.card_ts.is_(None)
+                )
             )
-        ).all()
-    for request in requests:
-        ctx.notify.request_created(request)
-    return [r.id for r in requests]
+        )
+    for request_id in ids:
+        with bound(request_id=request_id):
+            try:
+                submit_request(ctx, request_id)
+            except Exception:
+                log.exception("submit_at_start_failed")
+    return ids
 
 
-def _safely(fn: object, *args: object) -> None:
-    """One bad session must not stop the sweep for the others; the error is logged."""
-    try:
-        fn(*args)  # type: ignore[operator]
-    except OperationError as exc:
-        log.info("sweep_skipped", session_id=args[1], reason=str(exc))
-    except Exception:
-        log.exception("sweep_failed", session_id=args[1])
+def _safely(call: Callable[[], object], session_id: str) -> None:
+    """One bad session must not stop the sweep for the others; the error is logged (and every
+    line the session's work logs carries its id)."""
+    with bound(session_id=session_id):
+        try:
+            call()
+        except OperationError as exc:
+            log.info("sweep_skipped", reason=str(exc))
+        except Exception:
+            log.exception("sweep_failed")

@@ -14,6 +14,9 @@ What it finds, and what it does about it:
 Rules it relies on: one access (system, identity, grant) is checked once per run, as its most
 recent ended session; every check and revoke runs under the same per-access lock as grants and
 revokes, after re-reading the sessions, so a grant racing with the job is never taken away.
+With several replicas on one PostgreSQL, one run happens at a time (an advisory lock held for
+the run): a replica whose timer fires while another replica's run is going skips its turn,
+so a finding is revoked and announced once.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from sqlalchemy import select
 
 from app import audit, clock
 from app.context import AppContext
-from app.db import transaction
+from app.db import advisory_lock, engine_of, is_postgres, lock_key, transaction
 from app.models import AccessSession, AuditEvent, SessionState
 from app.operations.common import access_of, holder_lock, provider_note
 from app.operations.end_session import revoke_verified
@@ -60,6 +63,7 @@ class ReconcileReport:
     ended_checked: int = 0
     active_checked: int = 0
     findings: list[Finding] = field(default_factory=list)
+    skipped: bool = False  # another replica was reconciling; nothing was checked
 
     @property
     def clean(self) -> bool:
@@ -67,7 +71,19 @@ class ReconcileReport:
 
 
 def reconcile(ctx: AppContext) -> ReconcileReport:
-    """One run over recently ended and active sessions (see the module docstring)."""
+    """One run over recently ended and active sessions (see the module docstring), or none
+    (`skipped`) while another replica's run holds the lock."""
+    engine = engine_of(ctx.db)
+    if not is_postgres(engine):  # SQLite: one process, and the job never overlaps itself
+        return _run(ctx)
+    with advisory_lock(engine, lock_key("reconcile"), wait=False) as held:
+        if held is None:
+            log.info("reconcile_skipped", reason="another replica is reconciling")
+            return ReconcileReport(skipped=True)
+        return _run(ctx)
+
+
+def _run(ctx: AppContext) -> ReconcileReport:
     report = ReconcileReport()
     for session in _latest_ended_per_access(ctx):
         report.ended_checked += 1

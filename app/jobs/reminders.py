@@ -1,5 +1,10 @@
 """Closeout reminders: DM the person again while their closeout note is missing (policy
-`closeout_reminders`, counted from the end of the access)."""
+`closeout_reminders`, counted from the end of the access).
+
+Safe in every replica at once: the due list is read without locks, but `remind_closeout` locks
+the session and checks again that the reminder is due before it counts and sends one, so a
+replica that comes second finds it already sent (tests/test_replicas.py). No claim is needed.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from sqlalchemy import select
 from app import clock
 from app.context import AppContext
 from app.db import transaction
+from app.logging import bound
 from app.models import AccessSession, CloseoutState
 from app.operations.record_closeout import remind_closeout
 
@@ -27,9 +33,10 @@ def send_closeout_reminders(ctx: AppContext) -> list[str]:
         )
     sent = []
     for session_id in due:
-        try:
-            if remind_closeout(ctx, session_id):
-                sent.append(session_id)
-        except Exception:
-            log.exception("closeout_reminder_failed", session_id=session_id)
+        with bound(session_id=session_id):
+            try:
+                if remind_closeout(ctx, session_id):
+                    sent.append(session_id)
+            except Exception:
+                log.exception("closeout_reminder_failed")
     return sent

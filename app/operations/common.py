@@ -11,10 +11,13 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from app.context import AppContext
+from app.db import advisory_lock, database_of, is_postgres, lock_key
 from app.models import AccessRequest, AccessSession
+from app.operations import people
 from app.operations.errors import NotAllowed, NotFound
 from app.providers.base import AccessGrant, Provider, short
 
@@ -67,7 +70,7 @@ def check_requester_or_approver(
     """Ending or retrying a session is for the person who has it and the system's approvers."""
     system = ctx.policy.system(session.system_id)
     if user_id == session.requester_id or (
-        system is not None and ctx.policy.may_approve(system, user_id)
+        system is not None and people.may_approve(ctx, system, session.role_id, user_id)
     ):
         return
     raise NotAllowed(f"Only the requester or an approver can {doing}.")
@@ -85,13 +88,22 @@ _locks_guard = threading.Lock()
 
 
 @contextmanager
-def holder_lock(session: AccessSession) -> Iterator[None]:
-    """Serialize provider calls for one (system, identity, grant) within this process."""
+def holder_lock(session: AccessSession) -> Iterator[Connection | None]:
+    """Serialize provider calls for one (system, identity, grant): a thread lock within this
+    process and, on PostgreSQL, an advisory lock in the session's database, so that replicas
+    queue too. Yields the connection that holds the advisory lock (None on SQLite, which has
+    one process): a caller that reads the database meanwhile can use it rather than a second
+    connection."""
     key = (session.system_id, session.identity or "", session.grant_name)
     with _locks_guard:
         lock = _locks.setdefault(key, threading.Lock())
     with lock:
-        yield
+        engine = database_of(session)
+        if engine is None or not is_postgres(engine):  # SQLite: one process, the thread lock
+            yield None
+            return
+        with advisory_lock(engine, lock_key("holder", *key)) as connection:
+            yield connection
 
 
 def backoff(attempts: int, base: float, cap: float) -> timedelta:

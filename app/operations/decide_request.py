@@ -1,75 +1,266 @@
-"""Approve or deny a pending request. The clicker is checked here, on the server, every time:
-only the system's approvers, never the requester, and only while the request is pending — so
-a double-clicked Approve creates one session and grants once.
+"""Decide a pending request: approve (N distinct approvers), deny (with an optional reason the
+requester sees), cancel (the requester), lapse (nobody decided within request_ttl), or approve
+without approvers where the policy says so (staging tier, a role's auto_approve, the requester
+on call, break-glass).
+
+The clicker is checked here, on the server, every time: only the approvers of the system's role
+(people or members of a user group), never the requester, each approver counted once, and only
+while the request is pending. A double-clicked Approve therefore counts once and grants once.
+Approving an access request creates its session in `granting` (the grant comes next); approving
+an extension moves the session's end.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
 from app import audit, clock
 from app.context import AppContext
 from app.db import transaction
-from app.models import AccessRequest, AccessSession, RequestState, SessionState
+from app.models import (
+    AccessRequest,
+    AccessSession,
+    Approval,
+    RequestKind,
+    RequestState,
+    ReviewState,
+    Route,
+    SessionState,
+)
+from app.operations import people
 from app.operations.common import INTENT_LEASE, load_locked, new_id
-from app.operations.errors import ConflictError, NotAllowed
+from app.operations.errors import ConflictError, NotAllowed, NotFound
+from app.policy import format_duration
+
+DENY_REASON_MAX = 500
 
 
-def _check_decider(ctx: AppContext, request: AccessRequest, user_id: str, verb: str) -> None:
+@dataclass(frozen=True)
+class Decision:
+    """What a decision did: the request as it stands now, and the session it created (access:
+    to be granted next) or extended (extension); None while approvals are still missing."""
+
+    request: AccessRequest
+    session: AccessSession | None = None
+
+    @property
+    def approved(self) -> bool:
+        return self.request.state == RequestState.approved
+
+
+def _read(ctx: AppContext, request_id: str) -> AccessRequest:
+    with ctx.db() as db:
+        request = db.get(AccessRequest, request_id)
+        if request is None:
+            raise NotFound(f"No request {request_id} exists.")
+        return request
+
+
+def check_decider(ctx: AppContext, request: AccessRequest, user_id: str, verb: str) -> None:
+    """May `user_id` approve or deny this request? Raises NotAllowed with the reason. Asked
+    outside any transaction: a user group may need a (cached) Slack call."""
     system = ctx.policy.system(request.system_id)
     if system is None:
         raise NotAllowed(f"System {request.system_id} is no longer in the policy.")
     if user_id == request.requester_id:
         raise NotAllowed(f"You can't {verb} your own request; another approver has to.")
-    if not ctx.policy.may_approve(system, user_id):
-        approvers = ", ".join(f"<@{a}>" for a in system.approvers)
-        raise NotAllowed(f"Only the approvers of {system.name} can {verb} this: {approvers}.")
+    if not people.may_approve(ctx, system, request.role_id, user_id):
+        who = people.mentions(ctx, ctx.policy.approvers_of(system, request.role_id))
+        raise NotAllowed(
+            f"Only the approvers of {system.name} {request.role_id} can {verb} this: {who}."
+        )
+
+
+def check_may_deny(ctx: AppContext, request: AccessRequest, user_id: str) -> None:
+    """Before the Deny modal opens: may this person deny, and is there still something to deny?"""
+    check_decider(ctx, request, user_id, "deny")
+    _check_pending(request)
+
+
+def _check_pending(request: AccessRequest) -> None:
     if request.state != RequestState.pending:
         by = f" by <@{request.decided_by}>" if request.decided_by else ""
         raise ConflictError(f"Request {request.id} was already {request.state.value}{by}.")
 
 
-def approve_request(ctx: AppContext, request_id: str, approver_id: str) -> AccessSession:
-    """pending → approved, with a new session in `granting` (the grant itself comes next)."""
+def approve_request(ctx: AppContext, request_id: str, approver_id: str) -> Decision:
+    """Count one approval; at the role's approvals_required the request is approved."""
+    check_decider(ctx, _read(ctx, request_id), approver_id, "approve")
     with transaction(ctx.db) as db:
         request = load_locked(db, AccessRequest, request_id)
-        _check_decider(ctx, request, approver_id, "approve")
-        system = ctx.policy.system(request.system_id)
-        role = system.role(request.role_id) if system else None
-        if role is None:
-            raise NotAllowed(f"Access {request.role_id} is no longer in the policy.")
+        _check_pending(request)
+        if approver_id in request.approved_by:
+            missing = request.approvals_required - len(request.approved_by)
+            raise ConflictError(
+                f"You already approved {request.id}; it needs {missing} more from other approvers."
+            )
         now = clock.now()
-        request.state, request.decided_by, request.decided_at = (
-            RequestState.approved,
-            approver_id,
-            now,
+        db.add(Approval(request=request, approver_id=approver_id, at=now))
+        db.flush()
+        db.refresh(request, ["approvals"])
+        count, required = len(request.approvals), request.approvals_required
+        if count < required:
+            audit.record(
+                db,
+                "approval_recorded",
+                approver_id,
+                request=request,
+                approvals=f"{count}/{required}",
+            )
+            decision = Decision(request)
+        else:
+            decision = _approve(db, ctx, request, approver_id, Route.approvers)
+    if decision.approved:
+        ctx.notify.request_decided(decision.request)
+    else:
+        ctx.notify.approval_counted(decision.request, approver_id)
+    return decision
+
+
+def _approve(
+    db: Session,
+    ctx: AppContext,
+    request: AccessRequest,
+    actor: str,
+    route: Route,
+    note: str | None = None,
+) -> Decision:
+    """pending → approved, inside the caller's transaction; creates or extends the session."""
+    now = clock.now()
+    request.state, request.decided_by, request.decided_at = RequestState.approved, actor, now
+    request.route, request.decision_note = route, note
+    if request.kind == RequestKind.extension:
+        return Decision(request, _extend(db, ctx, request, actor))
+    system = ctx.policy.system(request.system_id)
+    role = system.role(request.role_id) if system else None
+    if role is None:
+        raise NotAllowed(f"Access {request.role_id} is no longer in the policy.")
+    session = AccessSession(
+        id=new_id("S"),
+        request=request,
+        request_id=request.id,
+        requester_id=request.requester_id,
+        system_id=request.system_id,
+        role_id=request.role_id,
+        grant_name=role.grant,
+        state=SessionState.granting,
+        created_at=now,
+        attempts=0,
+        next_attempt_at=now + INTENT_LEASE,
+    )
+    db.add(session)
+    if route == Route.approvers:
+        event, detail = "approved", {"approvers": request.approved_by}
+    elif route == Route.breakglass:
+        assert system is not None and system.breakglass is not None  # checked at request time
+        request.review_state = ReviewState.due
+        request.review_due_at = now + system.breakglass.review_within
+        request.next_escalation_at = request.review_due_at
+        event, detail = "breakglass_granted", {"review_due_at": request.review_due_at.isoformat()}
+    else:
+        event, detail = "auto_approved", {"rule": note}
+    audit.record(db, event, actor, request=request, session=session, route=route.value, **detail)
+    return Decision(request, session)
+
+
+def _extend(db: Session, ctx: AppContext, request: AccessRequest, actor: str) -> AccessSession:
+    """Move the session's end by the extension's duration, capped by the role's max_total."""
+    assert request.extends_session_id is not None
+    session = load_locked(db, AccessSession, request.extends_session_id)
+    if session.state != SessionState.active or session.expires_at is None:
+        raise ConflictError(
+            f"Session {session.id} is {session.state.value}; there is nothing to extend."
         )
-        session = AccessSession(
-            id=new_id("S"),
-            request=request,
-            request_id=request.id,
-            requester_id=request.requester_id,
-            system_id=request.system_id,
-            role_id=request.role_id,
-            grant_name=role.grant,
-            state=SessionState.granting,
-            created_at=now,
-            attempts=0,
-            next_attempt_at=now + INTENT_LEASE,
-        )
-        db.add(session)
-        audit.record(db, "approved", approver_id, request=request, session=session)
-    ctx.notify.request_decided(request)
+    system = ctx.policy.system(session.system_id)
+    role = system.role(session.role_id) if system else None
+    if system is None or role is None:
+        raise NotAllowed(f"Access {session.role_id} is no longer in the policy.")
+    old_end = session.expires_at
+    new_end = old_end + timedelta(seconds=request.duration_seconds)
+    cap = (session.granted_at or session.created_at) + ctx.policy.max_total(system, role)
+    capped = new_end > cap
+    session.expires_at = min(new_end, cap)
+    audit.record(
+        db,
+        "extension_approved",
+        actor,
+        request=request,
+        session=session,
+        old_expires_at=old_end.isoformat(),
+        expires_at=session.expires_at.isoformat(),
+        route=request.route.value,
+        **(
+            {"capped_at_max_total": format_duration(ctx.policy.max_total(system, role))}
+            if capped
+            else {}
+        ),
+    )
     return session
 
 
-def deny_request(ctx: AppContext, request_id: str, approver_id: str) -> AccessRequest:
+def approve_by_policy(ctx: AppContext, request_id: str, route: Route, rule: str) -> Decision:
+    """Approve without approvers because the policy says so (`rule` says which rule, for the
+    card and the audit trail). A request already decided is left as it is."""
     with transaction(ctx.db) as db:
         request = load_locked(db, AccessRequest, request_id)
-        _check_decider(ctx, request, approver_id, "deny")
+        if request.state != RequestState.pending:
+            return Decision(request)
+        actor = request.requester_id if route == Route.breakglass else audit.SYSTEM_ACTOR
+        decision = _approve(db, ctx, request, actor, route, rule)
+    ctx.notify.request_decided(decision.request)
+    return decision
+
+
+def deny_request(
+    ctx: AppContext, request_id: str, approver_id: str, reason: str | None = None
+) -> AccessRequest:
+    check_decider(ctx, _read(ctx, request_id), approver_id, "deny")
+    reason = (reason or "").strip()[:DENY_REASON_MAX] or None
+    with transaction(ctx.db) as db:
+        request = load_locked(db, AccessRequest, request_id)
+        _check_pending(request)
         request.state, request.decided_by, request.decided_at = (
             RequestState.denied,
             approver_id,
             clock.now(),
         )
-        audit.record(db, "denied", approver_id, request=request)
+        request.decision_note = reason
+        audit.record(
+            db, "denied", approver_id, request=request, **({"reason": reason} if reason else {})
+        )
+    ctx.notify.request_decided(request)
+    return request
+
+
+def cancel_request(ctx: AppContext, request_id: str, user_id: str) -> AccessRequest:
+    """The requester withdraws a pending request."""
+    with transaction(ctx.db) as db:
+        request = load_locked(db, AccessRequest, request_id)
+        if user_id != request.requester_id:
+            raise NotAllowed("Only the person who asked can cancel this request.")
+        _check_pending(request)
+        request.state, request.decided_by, request.decided_at = (
+            RequestState.cancelled,
+            user_id,
+            clock.now(),
+        )
+        audit.record(db, "cancelled", user_id, request=request)
+    ctx.notify.request_decided(request)
+    return request
+
+
+def lapse_request(ctx: AppContext, request_id: str, why: str) -> AccessRequest | None:
+    """Nobody decided in time (or the session an extension was for has ended): the request
+    lapses. None if it was decided meanwhile."""
+    with transaction(ctx.db) as db:
+        request = load_locked(db, AccessRequest, request_id)
+        if request.state != RequestState.pending:
+            return None
+        request.state, request.decided_at = RequestState.lapsed, clock.now()
+        request.decision_note = why
+        audit.record(db, "lapsed", audit.SYSTEM_ACTOR, request=request, why=why)
     ctx.notify.request_decided(request)
     return request

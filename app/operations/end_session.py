@@ -14,6 +14,9 @@ the session ends with `revoke_skipped`, and the last one to end does the real re
 
 from __future__ import annotations
 
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session
+
 from app import audit, clock, metrics
 from app.context import AppContext
 from app.db import transaction
@@ -42,6 +45,7 @@ _AUDIT_EVENT = {
     EndReason.expired: "expired",
     EndReason.released: "released",
     EndReason.admin: "admin_ended",
+    EndReason.flagged: "flagged_ended",
 }
 REVOCABLE = (SessionState.revoking, SessionState.revoke_failing)
 
@@ -58,21 +62,37 @@ def end_session(
         if reason == EndReason.released:
             check_requester_or_approver(ctx, session, actor, "end this access")
         if session.state == SessionState.active:
-            if reason == EndReason.expired and session.expires_at:
-                lag = (clock.now() - session.expires_at).total_seconds()
-                metrics.EXPIRY_LAG_SECONDS.observe(max(0.0, lag))
-            session.state = SessionState.revoking
-            session.end_reason, session.ended_by = reason, actor
-            session.next_attempt_at = clock.now() + INTENT_LEASE
-            session.attempts = 0
-            why = {"note": note} if note else {}
-            audit.record(db, _AUDIT_EVENT[reason], actor, session=session, **why)
+            start_ending(db, session, reason, actor, note)
             claimed = True
         elif session.state not in (*REVOCABLE, SessionState.ended):
             raise ConflictError(f"Session {session.id} is {session.state.value}, not active.")
     if claimed:
-        return _revoke(ctx, session)
+        return revoke_claimed(ctx, session)
     return revoke_session(ctx, session_id, now=True)
+
+
+def start_ending(
+    db: Session, session: AccessSession, reason: EndReason, actor: str, note: str | None = None
+) -> None:
+    """active → revoking, in the caller's transaction with the session locked: the audited
+    intent, and the caller's claim on the revoke (a lease) that it makes next."""
+    if reason == EndReason.expired and session.expires_at:
+        lag = (clock.now() - session.expires_at).total_seconds()
+        metrics.EXPIRY_LAG_SECONDS.observe(max(0.0, lag))
+    session.state = SessionState.revoking
+    session.end_reason, session.ended_by = reason, actor
+    session.next_attempt_at = clock.now() + INTENT_LEASE
+    session.attempts = 0
+    why = {"note": note} if note else {}
+    audit.record(db, _AUDIT_EVENT[reason], actor, session=session, **why)
+
+
+def claim_revoke(session: AccessSession) -> None:
+    """Take over a revoke that is due (a failing one's next attempt, or an intent whose lease
+    ran out because its worker died): `revoking` with a fresh lease, in the caller's
+    transaction with the session locked."""
+    session.state = SessionState.revoking
+    session.next_attempt_at = clock.now() + INTENT_LEASE
 
 
 def revoke_session(ctx: AppContext, session_id: str, *, now: bool = False) -> AccessSession:
@@ -87,19 +107,20 @@ def revoke_session(ctx: AppContext, session_id: str, *, now: bool = False) -> Ac
             return session  # another worker holds the lease
         if session.state not in REVOCABLE or not (due or now):
             return session
-        session.state = SessionState.revoking
-        session.next_attempt_at = clock.now() + INTENT_LEASE
-    return _revoke(ctx, session)
+        claim_revoke(session)
+    return revoke_claimed(ctx, session)
 
 
-def _revoke(ctx: AppContext, session: AccessSession) -> AccessSession:
-    """The provider call for a claimed session, and its outcome."""
+def revoke_claimed(ctx: AppContext, session: AccessSession) -> AccessSession:
+    """The provider call for a session this worker has claimed (`revoking`, its lease), and
+    the outcome in one transaction. The provider is called under the holder lock, once it is
+    clear, under that lock, that no other session of the person holds the same access."""
     session_id = session.id
     error: str | None = None
     note: str | None = None
     held_by: list[str] = []
-    with holder_lock(session):
-        held_by = _other_holders(ctx, session)
+    with holder_lock(session) as locked:
+        held_by = _other_holders(ctx, session, locked)
         if not held_by:
             try:
                 with metrics.REVOKE_SECONDS.time():
@@ -116,6 +137,11 @@ def _revoke(ctx: AppContext, session: AccessSession) -> AccessSession:
             session.ended_at = now
             session.next_attempt_at = None
             session.last_error = None
+            # Set before the first audit append, which flushes the row: one UPDATE, not two.
+            reminders = ctx.policy.defaults.closeout_reminders
+            session.closeout_state = CloseoutState.prompted
+            session.reminders_sent = 0
+            session.next_reminder_at = now + reminders[0] if reminders else None
             if held_by:
                 audit.record(
                     db, "revoke_skipped", audit.SYSTEM_ACTOR, session=session, still_held_by=held_by
@@ -130,10 +156,6 @@ def _revoke(ctx: AppContext, session: AccessSession) -> AccessSession:
                     grant=session.grant_name,
                     **provider_note(note),
                 )
-            reminders = ctx.policy.defaults.closeout_reminders
-            session.closeout_state = CloseoutState.prompted
-            session.reminders_sent = 0
-            session.next_reminder_at = now + reminders[0] if reminders else None
             audit.record(db, "closeout_prompted", audit.SYSTEM_ACTOR, session=session)
         else:
             metrics.REVOKE_FAILURES.inc()
@@ -176,7 +198,11 @@ def revoke_verified(provider: Provider, session: AccessSession) -> str | None:
     return note
 
 
-def _other_holders(ctx: AppContext, session: AccessSession) -> list[str]:
-    """Ids of the person's other sessions that hold (or are being given) the same access."""
+def _other_holders(ctx: AppContext, session: AccessSession, locked: Connection | None) -> list[str]:
+    """Ids of the person's other sessions that hold (or are being given) the same access; read
+    on the connection that holds the holder lock, when there is one."""
+    if locked is not None:
+        with Session(bind=locked) as db:
+            return sessions_of_same_access(db, session, HOLDING_STATES)
     with transaction(ctx.db) as db:
         return sessions_of_same_access(db, session, HOLDING_STATES)

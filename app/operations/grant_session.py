@@ -14,7 +14,7 @@ from datetime import timedelta
 from app import audit, clock, metrics
 from app.context import AppContext
 from app.db import transaction
-from app.models import AccessSession, SessionState
+from app.models import AccessSession, EndReason, ReviewState, SessionState
 from app.operations.common import (
     INTENT_LEASE,
     access_of,
@@ -24,6 +24,7 @@ from app.operations.common import (
     provider_for,
     provider_note,
 )
+from app.operations.end_session import end_session
 from app.operations.errors import ConflictError, OperationError
 from app.providers.base import ProviderError, short
 
@@ -81,6 +82,14 @@ def grant_session(ctx: AppContext, session_id: str) -> AccessSession:
             audit.record(db, "grant_failed", audit.SYSTEM_ACTOR, session=session, error=error)
     if session.state == SessionState.active:
         ctx.notify.session_granted(session)
+        if session.request.review_state == ReviewState.flagged:
+            # Flagged in review while the grant was in flight: it ends now.
+            return end_session(
+                ctx,
+                session.id,
+                EndReason.flagged,
+                session.request.reviewed_by or audit.SYSTEM_ACTOR,
+            )
     else:
         ctx.notify.grant_failed(session)
     return session

@@ -1,4 +1,4 @@
-"""Read-only questions: a person's open requests and sessions."""
+"""Read-only questions: a person's open requests and sessions, an approver's queue."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import AccessRequest, AccessSession, RequestState, SessionState
+from app.models import AccessRequest, AccessSession, RequestState, ReviewState, SessionState
 
 OPEN_SESSION_STATES = (
     SessionState.granting,
@@ -57,6 +57,45 @@ def open_sessions(db: Session, user_id: str) -> list[AccessSession]:
                 AccessSession.state.in_(OPEN_SESSION_STATES),
             )
             .order_by(AccessSession.created_at)
+        )
+    )
+
+
+def pending_all(db: Session, limit: int = 200) -> list[AccessRequest]:
+    """Every pending request, oldest first (an approver's queue is filtered from these)."""
+    return list(
+        db.scalars(
+            select(AccessRequest)
+            .where(AccessRequest.state == RequestState.pending)
+            .order_by(AccessRequest.created_at)
+            .limit(limit)
+        )
+    )
+
+
+def reviews_due(db: Session, limit: int = 100) -> list[AccessRequest]:
+    """Break-glass accesses nobody has reviewed yet."""
+    return list(
+        db.scalars(
+            select(AccessRequest)
+            .where(AccessRequest.review_state == ReviewState.due)
+            .order_by(AccessRequest.created_at)
+            .limit(limit)
+        )
+    )
+
+
+def recent_requests(db: Session, user_id: str, limit: int = 10) -> list[AccessRequest]:
+    """A person's latest decided requests, newest first."""
+    return list(
+        db.scalars(
+            select(AccessRequest)
+            .where(
+                AccessRequest.requester_id == user_id,
+                AccessRequest.state != RequestState.pending,
+            )
+            .order_by(AccessRequest.created_at.desc())
+            .limit(limit)
         )
     )
 

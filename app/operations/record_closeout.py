@@ -47,7 +47,8 @@ def record_closeout(
 
 
 def remind_closeout(ctx: AppContext, session_id: str) -> AccessSession | None:
-    """Count one reminder and schedule the next (policy closeout_reminders, from the end time)."""
+    """Count one reminder and schedule the next (policy closeout_reminders, from the end time).
+    The last reminder also tells the approvers that the note is missing (escalation)."""
     with transaction(ctx.db) as db:
         session = load_locked(db, AccessSession, session_id)
         due = session.next_reminder_at
@@ -68,5 +69,10 @@ def remind_closeout(ctx: AppContext, session_id: str) -> AccessSession | None:
             session=session,
             reminder=session.reminders_sent,
         )
+        last = session.reminders_sent >= len(reminders)
+        if last:
+            audit.record(db, "closeout_escalated", audit.SYSTEM_ACTOR, session=session)
     ctx.notify.closeout_reminder(session)
+    if last:
+        ctx.notify.closeout_missing(session)
     return session

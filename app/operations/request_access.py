@@ -1,7 +1,11 @@
-"""Create an access request from the modal or the quick form: validate, store, audit.
+"""Create an access request (from the modal or the quick form) or an extension of an active
+session: validate, store, audit; then `submit_request` decides what the policy decides on its own
+(break-glass, staging tier, a role's auto_approve, the requester on call), announces the request
+and grants what was approved.
 
 Validation is one function for both paths, answering per field in the user's words, so the modal
-shows inline errors and the quick form says exactly what is wrong.
+shows inline errors and the quick form says exactly what is wrong. Who may ask for a system
+(`requesters`) and who may break glass are checked here, not only hidden in the modal.
 """
 
 from __future__ import annotations
@@ -9,13 +13,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+import structlog
+from sqlalchemy import select
+
 from app import audit, clock
 from app.context import AppContext
 from app.db import transaction
-from app.models import AccessRequest, RequestState
-from app.operations.common import new_id
-from app.operations.errors import InvalidRequest
-from app.policy import Policy, format_duration, parse_duration
+from app.models import (
+    AccessRequest,
+    AccessSession,
+    RequestKind,
+    RequestState,
+    Route,
+    SessionState,
+)
+from app.operations import people
+from app.operations.common import load_locked, new_id
+from app.operations.decide_request import Decision, approve_by_policy
+from app.operations.errors import ConflictError, InvalidRequest, NotAllowed
+from app.operations.grant_session import grant_session
+from app.policy import Policy, Role, System, format_duration, parse_duration
+
+log = structlog.get_logger(__name__)
 
 REASON_MAX = 2000
 TICKET_MAX = 100
@@ -28,6 +47,7 @@ class RequestForm:
     duration: str
     ticket: str
     reason: str
+    breakglass: bool = False
 
 
 @dataclass(frozen=True)
@@ -37,16 +57,21 @@ class ValidRequest:
     duration: timedelta
     ticket: str
     reason: str
+    breakglass: bool = False
 
 
-def validate(policy: Policy, form: RequestForm) -> ValidRequest:
-    """The request as the policy allows it, or InvalidRequest with one message per bad field."""
+def validate(
+    policy: Policy, form: RequestForm, visible: list[System] | None = None
+) -> ValidRequest:
+    """The request as the policy allows it, or InvalidRequest with one message per bad field.
+    `visible`: the systems this person may ask for (all when None)."""
     errors: dict[str, str] = {}
-    system = policy.system(form.system.strip())
+    visible = policy.systems if visible is None else visible
+    system = next((s for s in visible if s.id == form.system.strip()), None)
     role = system.role(form.role.strip()) if system else None
     if system is None:
-        known = ", ".join(s.id for s in policy.systems)
-        errors["system"] = f"Unknown system '{form.system}'. Known systems: {known}."
+        known = ", ".join(s.id for s in visible) or "none"
+        errors["system"] = f"Unknown system '{form.system}'. Systems you can request: {known}."
     elif role is None:
         known = ", ".join(r.id for r in system.roles)
         errors["role"] = f"Unknown access '{form.role}' for {system.id}. Choose one of: {known}."
@@ -55,12 +80,19 @@ def validate(policy: Policy, form: RequestForm) -> ValidRequest:
         duration = parse_duration(form.duration)
     except ValueError as exc:
         errors["duration"] = str(exc)[0].upper() + str(exc)[1:] + "."
+    if form.breakglass and system is not None and system.breakglass is None:
+        errors["breakglass"] = (
+            f"{system.id} has no break-glass; send the request without it for approval."
+        )
     if duration is not None and system is not None and role is not None:
         limit = policy.max_duration(system, role)
+        if form.breakglass and system.breakglass is not None:
+            limit = min(limit, system.breakglass.max_duration)
         if duration > limit:
+            kind = "break-glass " if form.breakglass else ""
             errors["duration"] = (
                 f"{format_duration(duration)} is longer than the {format_duration(limit)} "
-                f"allowed for {system.id} {role.id}."
+                f"allowed for {kind}{system.id} {role.id}."
             )
     ticket = form.ticket.strip()
     if system is not None:
@@ -77,15 +109,33 @@ def validate(policy: Policy, form: RequestForm) -> ValidRequest:
     if errors:
         raise InvalidRequest(errors)
     assert system and role and duration
-    return ValidRequest(system.id, role.id, duration, ticket, reason)
+    return ValidRequest(system.id, role.id, duration, ticket, reason, form.breakglass)
 
 
 def create_request(ctx: AppContext, requester_id: str, form: RequestForm) -> AccessRequest:
     """Validate, store and audit a pending request (InvalidRequest says what is wrong).
-    Posting it is the caller's next step (Slack: after the ack)."""
-    valid = validate(ctx.policy, form)
+    `submit_request` is the caller's next step (Slack: after the ack)."""
+    asked = ctx.policy.system(form.system.strip())
+    if asked is not None and not people.may_request(ctx, asked, requester_id):
+        raise InvalidRequest(
+            {
+                "system": f"You are not on the list of people who may request {asked.id}. "
+                f"Ask one of its approvers ({people.mentions(ctx, asked.approvers)}) to add you."
+            }
+        )
+    valid = validate(ctx.policy, form, people.requestable(ctx, requester_id))
     system = ctx.policy.system(valid.system)
     assert system is not None
+    if valid.breakglass and not people.may_break_glass(ctx, system, requester_id):
+        raise InvalidRequest(
+            {
+                "breakglass": f"You are not on the break-glass list for {system.id}. Send the "
+                "request without break-glass; an approver will decide."
+            }
+        )
+    role = system.role(valid.role)
+    assert role is not None
+    now = clock.now()
     with transaction(ctx.db) as db:
         request = AccessRequest(
             id=new_id("R"),
@@ -96,8 +146,13 @@ def create_request(ctx: AppContext, requester_id: str, form: RequestForm) -> Acc
             ticket=valid.ticket,
             reason=valid.reason,
             state=RequestState.pending,
-            created_at=clock.now(),
+            created_at=now,
             card_channel=ctx.policy.approver_channel(system),
+            kind=RequestKind.access,
+            route=Route.breakglass if valid.breakglass else Route.approvers,
+            approvals_required=role.approvals_required,
+            decide_by=now + ctx.policy.request_ttl(system),
+            escalations=0,
         )
         db.add(request)
         audit.record(
@@ -107,8 +162,159 @@ def create_request(ctx: AppContext, requester_id: str, form: RequestForm) -> Acc
             request=request,
             duration=format_duration(valid.duration),
             reason=valid.reason,
+            **({"breakglass": True} if valid.breakglass else {}),
         )
     return request
+
+
+def extension_room(policy: Policy, session: AccessSession) -> timedelta:
+    """How much longer this session may still be made (the role's max_total, extensions
+    included, and no single extension longer than the role's max duration)."""
+    system = policy.system(session.system_id)
+    role = system.role(session.role_id) if system else None
+    if system is None or role is None or session.expires_at is None:
+        return timedelta(0)
+    start = session.granted_at or session.created_at
+    left = start + policy.max_total(system, role) - session.expires_at
+    return max(timedelta(0), min(left, policy.max_duration(system, role)))
+
+
+def check_extender(session: AccessSession, user_id: str) -> None:
+    """Only the person who holds an active session may ask for more time on it."""
+    if user_id != session.requester_id:
+        raise NotAllowed("Only the person who has this access can ask to extend it.")
+    if session.state != SessionState.active:
+        raise ConflictError(f"Session {session.id} is {session.state.value}, not active.")
+
+
+def request_extension(
+    ctx: AppContext, session_id: str, user_id: str, duration: str, reason: str
+) -> AccessRequest:
+    """Ask for more time on an active session: a new request (kind `extension`) under the same
+    approval rules; the session's end moves only when it is approved."""
+    with transaction(ctx.db) as db:
+        session = load_locked(db, AccessSession, session_id)
+        check_extender(session, user_id)
+        waiting = db.scalars(
+            select(AccessRequest.id).where(
+                AccessRequest.extends_session_id == session.id,
+                AccessRequest.state == RequestState.pending,
+            )
+        ).first()
+        if waiting:
+            raise ConflictError(f"An extension of {session.id} is already waiting: {waiting}.")
+        system = ctx.policy.system(session.system_id)
+        role: Role | None = system.role(session.role_id) if system else None
+        if system is None or role is None:
+            raise NotAllowed(f"Access {session.role_id} is no longer in the policy.")
+        errors: dict[str, str] = {}
+        extra: timedelta | None = None
+        try:
+            extra = parse_duration(duration)
+        except ValueError as exc:
+            errors["duration"] = str(exc)[0].upper() + str(exc)[1:] + "."
+        room = extension_room(ctx.policy, session)
+        if extra is not None and extra > room:
+            total = format_duration(ctx.policy.max_total(system, role))
+            errors["duration"] = (
+                f"At most {format_duration(room)} more is possible ({system.id} {role.id} "
+                f"may last {total} in all, extensions included)."
+                if room
+                else f"{session.id} already has the longest time allowed ({total} in all)."
+            )
+        reason = reason.strip()
+        if len(reason) > REASON_MAX:
+            errors["reason"] = f"Reason is too long (at most {REASON_MAX} characters)."
+        if errors:
+            raise InvalidRequest(errors)
+        assert extra is not None
+        now = clock.now()
+        request = AccessRequest(
+            id=new_id("R"),
+            requester_id=user_id,
+            system_id=session.system_id,
+            role_id=session.role_id,
+            duration_seconds=int(extra.total_seconds()),
+            ticket=session.request.ticket,
+            reason=reason or "More time for the same task.",
+            state=RequestState.pending,
+            created_at=now,
+            card_channel=ctx.policy.approver_channel(system),
+            kind=RequestKind.extension,
+            extends_session_id=session.id,
+            route=Route.approvers,
+            approvals_required=role.approvals_required,
+            decide_by=min(now + ctx.policy.request_ttl(system), session.expires_at or now),
+            escalations=0,
+        )
+        db.add(request)
+        audit.record(
+            db,
+            "extension_requested",
+            user_id,
+            request=request,
+            session=session,
+            duration=format_duration(extra),
+            reason=request.reason,
+        )
+    return request
+
+
+def submit_request(ctx: AppContext, request_id: str) -> Decision | None:
+    """After the request is stored: let the policy decide what it decides alone, post the card
+    (it shows how the request was decided, or asks the approvers), grant what was approved."""
+    decision = decide_by_policy(ctx, request_id)
+    with ctx.db() as db:
+        request = db.get(AccessRequest, request_id)
+        assert request is not None
+    ctx.notify.request_created(request)
+    session = decision.session if decision else None
+    if session is not None and session.state == SessionState.granting:
+        grant_session(ctx, session.id)
+    return decision
+
+
+def decide_by_policy(ctx: AppContext, request_id: str) -> Decision | None:
+    """Break-glass, staging tier, auto_approve, on call: approved now. Otherwise None (the
+    approvers decide). PagerDuty unreachable means approvers decide, never a grant."""
+    with ctx.db() as db:
+        request = db.get(AccessRequest, request_id)
+        if request is None or request.state != RequestState.pending:
+            return None
+    system = ctx.policy.system(request.system_id)
+    role = system.role(request.role_id) if system else None
+    if system is None or role is None:
+        return None
+    if request.route == Route.breakglass:
+        return approve_by_policy(ctx, request_id, Route.breakglass, "break-glass")
+    if system.tier == "staging":
+        return approve_by_policy(ctx, request_id, Route.staging, "staging tier")
+    if role.auto_approve:
+        return approve_by_policy(ctx, request_id, Route.auto, f"auto_approve for {role.id}")
+    schedule = role.auto_approve_oncall
+    if schedule and on_call(ctx, request, schedule):
+        return approve_by_policy(ctx, request_id, Route.oncall, f"on call ({schedule})")
+    return None
+
+
+def on_call(ctx: AppContext, request: AccessRequest, schedule: str) -> bool:
+    """Is the requester on call for `schedule` right now? Any failure says no (and is audited,
+    so the card's "needs approval" has a visible reason)."""
+    try:
+        if ctx.oncall is None:
+            raise LookupError("PAGERDUTY_TOKEN is not set")
+        email = ctx.directory.email_for(request.requester_id)
+        if not email:
+            raise LookupError(f"no email is known for {request.requester_id}")
+        return ctx.oncall.is_on_call(schedule, email)
+    except Exception as exc:  # PagerDuty or Slack down: fall back to approvers, never grant
+        log.warning("oncall_check_failed", request_id=request.id, error=str(exc))
+        with transaction(ctx.db) as db:
+            row = load_locked(db, AccessRequest, request.id)
+            audit.record(
+                db, "oncall_check_failed", audit.SYSTEM_ACTOR, request=row, error=str(exc)[:300]
+            )
+        return False
 
 
 def attach_card(ctx: AppContext, request_id: str, channel: str, ts: str) -> None:

@@ -50,3 +50,10 @@ class IamGroupProvider:
             except self.iam.exceptions.NoSuchEntityException:
                 return False
         return False
+
+    def probe(self) -> str:
+        """The AWS credentials work (STS GetCallerIdentity, which needs no permission); the
+        IAM permissions themselves are only tried by a grant."""
+        with translated("sts GetCallerIdentity"):
+            arn = make_client(NAME, "sts", self.config).get_caller_identity()["Arn"]
+        return f"AWS credentials work ({arn}); IAM permissions not tried"

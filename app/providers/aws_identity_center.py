@@ -181,3 +181,9 @@ class IdentityCenterProvider:
         if user_id is None:
             return False
         return self._assigned(user_id, self._permission_set_arn(access.grant))
+
+    def probe(self) -> str:
+        """The credentials, region and instance work: one page of one permission set."""
+        with translated("sso-admin ListPermissionSets"):
+            self.sso_admin.list_permission_sets(InstanceArn=self.config.instance_arn, MaxResults=1)
+        return f"Identity Center instance {self.config.instance_arn} answers"

@@ -9,6 +9,11 @@ A provider is a small class with a pydantic `Config`, built once at start from t
 - `check(access) -> bool` asks the target whether the access is present right now. A revoke is
   only trusted once `check` says the access is gone; the reconciliation job asks it too.
 
+Optionally, `probe() -> str | None` (not part of the Protocol; `prod-access check` looks for it
+with getattr) makes one cheap call that changes nothing, proving the config, the credentials and
+that the target answers: it returns a short detail for the check's table, or raises
+`ProviderError` saying what is wrong.
+
 Names are looked up in the entry-point group `prod_access.providers`; an unknown name, a class
 that lacks one of these calls, or a bad config stops start-up with file and line.
 """

@@ -119,6 +119,14 @@ class CommandProvider:
             raise _failed("check", status, output)
         return status == PRESENT
 
+    def probe(self) -> str:
+        """The executable is (still) there and executable; it is not run."""
+        program = self.config.argv[0]
+        found = shutil.which(program) if os.sep not in program else program
+        if not found or not (Path(found).is_file() and os.access(found, os.X_OK)):
+            raise ProviderError(f"argv[0] {program!r} is not an executable file", retryable=False)
+        return f"{found} is executable (not run)"
+
 
 def _failed(action: str, status: int, output: str) -> ProviderError:
     how = f"was killed by signal {-status}" if status < 0 else f"exited {status}"

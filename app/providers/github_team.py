@@ -82,6 +82,29 @@ class GitHubTeamProvider:
             raise _refuse(answer)
         return True
 
+    def probe(self) -> str:
+        """The token may list the organization's teams (one, to keep it cheap)."""
+        org = quote(self.config.org, safe="")
+        answer = rest.send(
+            SERVICE,
+            "GET",
+            f"{str(self.config.api_url).rstrip('/')}/orgs/{org}/teams?per_page=1",
+            headers={
+                "Accept": "application/vnd.github+json",
+                "Authorization": f"Bearer {self.token}",
+                "X-GitHub-Api-Version": "2022-11-28",
+            },
+            timeout=self.config.timeout,
+        )
+        if answer.status == 404:
+            raise ProviderError(
+                f"{SERVICE} shows no organization {self.config.org!r} to this token",
+                retryable=False,
+            )
+        if answer.status != 200:
+            raise _refuse(answer)
+        return f"token accepted; it can list the teams of {self.config.org}"
+
 
 def _refuse(answer: rest.Answer) -> ProviderError:
     """GitHub says "rate limit" with a 403 (and x-ratelimit-remaining: 0): that one passes."""

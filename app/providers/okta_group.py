@@ -103,6 +103,13 @@ class OktaGroupProvider:
             url = self._next_page(answer)
         raise ProviderError(f"{SERVICE} listed more than {MAX_PAGES} pages of groups")
 
+    def probe(self) -> str:
+        """The token is accepted: one group listed, the cheapest read of the groups API."""
+        answer = self._call("GET", f"{self.base}/api/v1/groups?limit=1")
+        if answer.status != 200 or not isinstance(answer.body, list):
+            raise rest.refuse(SERVICE, answer)
+        return f"token accepted by {self.base}"
+
     def _next_page(self, answer: rest.Answer) -> str | None:
         for header in answer.headers.get_all("Link") or []:
             for match in _NEXT_LINK.finditer(header):

@@ -119,3 +119,15 @@ class PostgresProvider:
             except psycopg.Error as exc:
                 raise ProviderError(f"cannot check the membership: {short(exc)}") from None
         return bool(row and row[0])
+
+    def probe(self) -> str:
+        """Connect with the admin DSN and run one query."""
+        with self._connect() as conn:
+            try:
+                row = conn.execute(
+                    "SELECT current_user, current_database(), current_setting('server_version')"
+                ).fetchone()
+            except psycopg.Error as exc:
+                raise ProviderError(f"connected, but a query failed: {short(exc)}") from None
+        user, database, version = row or ("?", "?", "?")
+        return f"connected as {user} to {database} (PostgreSQL {version})"

@@ -76,3 +76,11 @@ class WebhookProvider:
                 'webhook answered a check without {"present": true|false}', retryable=False
             )
         return present
+
+    def probe(self) -> str:
+        """Is the endpoint there? A plain GET, so the signed contract is untouched: any answer
+        below HTTP 500 proves it; a refused connection, a timeout or a 5xx does not."""
+        answer = rest.send(
+            "webhook", "GET", str(self.config.url), headers={}, timeout=self.config.timeout
+        )
+        return f"reachable (GET answered HTTP {answer.status})"

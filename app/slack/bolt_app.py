@@ -1,22 +1,133 @@
 """Build the Bolt app (sync `App`): one Web API client pointed at SLACK_API_URL, listeners
-registered, request signatures verified (HTTP mode) by Bolt on every request."""
+registered, request signatures verified (HTTP mode) by Bolt on every request, and every
+request's log lines carrying its ids.
+
+The client retries what Slack asks to be retried, with slack_sdk's retry handlers: a rate limit
+(429, after its Retry-After), a 500 or 503, a dropped connection. Nothing on the ack path calls
+the Web API, so a retry only delays a notice; what still fails goes to the notice outbox
+(app/slack/outbox.py), which tries again for hours.
+"""
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import uuid
+from typing import Any
 
-from slack_bolt import App
+import structlog
+from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
+from slack_sdk.http_retry import (
+    ConnectionErrorRetryHandler,
+    HttpRequest,
+    HttpResponse,
+    RateLimitErrorRetryHandler,
+    RetryState,
+)
+from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler
 
 from app.config import Settings
 from app.context import AppContext
+from app.logging import ids_of
 from app.slack.after_ack import AfterAck
 from app.slack.listeners import register
+
+#: Retries within one Web API call (they share one count per call).
+RATE_LIMIT_RETRIES = 2
+SERVER_ERROR_RETRIES = 2
+CONNECTION_RETRIES = 1
+#: The longest Retry-After worth sleeping through in a thread; the outbox waits out longer ones.
+MAX_RETRY_AFTER_SECONDS = 30
+
+
+class _BoundedRateLimitRetry(RateLimitErrorRetryHandler):
+    """slack_sdk's rate-limit handler (it sleeps for the Retry-After Slack sends), except when
+    Slack asks for more than MAX_RETRY_AFTER_SECONDS: holding a notice lane, or a stopping
+    worker, that long gains nothing over the outbox's own retry."""
+
+    def can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        allowed = super().can_retry(state=state, request=request, response=response, error=error)
+        return allowed and _retry_after(response) <= MAX_RETRY_AFTER_SECONDS
+
+
+def _retry_after(response: HttpResponse | None) -> float:
+    for name, values in (response.headers if response is not None else {}).items():
+        if name.lower() == "retry-after" and values:
+            try:
+                return float(values[0])
+            except ValueError:
+                return 0.0
+    return 0.0
 
 
 def make_client(settings: Settings) -> WebClient:
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
-    return WebClient(token=token, base_url=settings.slack_api_url, timeout=10)
+    return WebClient(
+        token=token,
+        base_url=settings.slack_api_url,
+        timeout=10,
+        retry_handlers=[
+            _BoundedRateLimitRetry(max_retry_count=RATE_LIMIT_RETRIES),
+            ServerErrorRetryHandler(max_retry_count=SERVER_ERROR_RETRIES),
+            ConnectionErrorRetryHandler(max_retry_count=CONNECTION_RETRIES),
+        ],
+    )
+
+
+def slack_ids(body: dict[str, Any]) -> dict[str, str]:
+    """What to bind to the log lines of one Slack request: a fresh `slack_request_id` to tell
+    its lines apart, its kind (`slack_type`: command, block_actions, view_submission, an event
+    type …), the command, action, view or event it names (`slack_action`), who sent it
+    (`user_id`), and the request or session id its button or view carries."""
+    event, view = _part(body.get("event")), _part(body.get("view"))
+    actions = body.get("actions")
+    action = _part(actions[0] if isinstance(actions, list) and actions else None)
+    user = body.get("user")
+    kind = body.get("type") or ("command" if "command" in body else None)
+    ids: dict[str, str] = {
+        "slack_request_id": uuid.uuid4().hex[:12],
+        "slack_type": str(event.get("type") or kind or "unknown"),
+    }
+    name = (
+        body.get("command")
+        or action.get("action_id")
+        or view.get("callback_id")
+        or body.get("callback_id")
+    )
+    if name:
+        ids["slack_action"] = str(name)
+    user_id = body.get("user_id") or (user.get("id") if isinstance(user, dict) else user)
+    user_id = user_id or event.get("user")
+    if isinstance(user_id, str):
+        ids["user_id"] = user_id
+    return {**ids, **ids_of(action.get("value"), view.get("private_metadata"))}
+
+
+def _part(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+class BoundApp(App):
+    """Bolt's App, dispatching each request in a context of its own with its ids bound, so
+    every line written for it carries them: Bolt's, the listener's, and those of the work it
+    hands to AfterAck (which adds the ids it learns, e.g. of a request just created)."""
+
+    def dispatch(self, req: BoltRequest) -> BoltResponse:
+        return contextvars.copy_context().run(self._dispatch_with_ids, req)
+
+    def _dispatch_with_ids(self, req: BoltRequest) -> BoltResponse:
+        structlog.contextvars.bind_contextvars(
+            **slack_ids(req.body if isinstance(req.body, dict) else {})
+        )
+        return super().dispatch(req)
 
 
 class _SameTokenNotice(logging.Filter):
@@ -35,7 +146,7 @@ def build_bolt_app(
         settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     )
     logging.getLogger("slack_bolt.App").addFilter(_SameTokenNotice())
-    app = App(
+    app = BoundApp(
         client=client,
         signing_secret=secret or "socket-mode",
         request_verification_enabled=not socket,

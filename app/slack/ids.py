@@ -16,11 +16,19 @@ class Action(StrEnum):
     reason_input = "reason_input"
     changes_input = "changes_input"
     followups_input = "followups_input"
+    cancel_request = "cancel_request"
+    extend_session = "extend_session"
+    breakglass_toggle = "breakglass_toggle"
+    breakglass_ack = "breakglass_ack"
+    breakglass_flag = "breakglass_flag"
+    deny_reason_input = "deny_reason_input"
 
 
 class Callback(StrEnum):
     request_modal = "request_access"
     closeout_modal = "closeout"
+    deny_modal = "deny"
+    extend_modal = "extend"
 
 
 class Block(StrEnum):
@@ -31,3 +39,5 @@ class Block(StrEnum):
     reason = "reason"
     changes = "changes"
     followups = "followups"
+    breakglass = "breakglass"  # suffixed with the system id (only some systems offer it)
+    deny_reason = "deny_reason"

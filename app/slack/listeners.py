@@ -7,6 +7,7 @@ Anything slow (Slack Web API calls, provider calls) goes to `later` after the ac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -15,14 +16,31 @@ from slack_sdk import WebClient
 
 from app.context import AppContext
 from app.db import transaction
-from app.models import AccessSession, EndReason
-from app.operations import queries
-from app.operations.decide_request import approve_request, deny_request
+from app.models import AccessRequest, AccessSession, EndReason, ReviewState, SessionState
+from app.operations import people, queries
+from app.operations.decide_request import (
+    approve_request,
+    cancel_request,
+    check_may_deny,
+    deny_request,
+)
 from app.operations.end_session import end_session
-from app.operations.errors import InvalidRequest, NotFound, OperationError
+from app.operations.errors import (
+    InvalidRequest,
+    NotFound,
+    OperationError,
+)
 from app.operations.grant_session import grant_session, retry_grant
 from app.operations.record_closeout import check_closeout_writer, record_closeout
-from app.operations.request_access import RequestForm, create_request
+from app.operations.request_access import (
+    RequestForm,
+    check_extender,
+    create_request,
+    extension_room,
+    request_extension,
+    submit_request,
+)
+from app.operations.review_breakglass import review_breakglass
 from app.slack import views
 from app.slack.after_ack import AfterAck
 from app.slack.ids import Action, Block, Callback
@@ -30,6 +48,7 @@ from app.slack.text import escape, unescape
 
 log = structlog.get_logger(__name__)
 QUICK_FIELDS = ("system", "role", "duration", "ticket", "reason")
+BREAKGLASS_FLAG = "--breakglass"
 
 
 def register(app: App, ctx: AppContext, later: AfterAck) -> None:
@@ -42,10 +61,9 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
         word = text.split(maxsplit=1)[0].lower() if text else ""
         if not text:
             ack()
-            modal = views.request_modal(ctx.policy)
-            later(client.views_open, trigger_id=command["trigger_id"], view=modal)
+            later(client.views_open, trigger_id=command["trigger_id"], view=_modal(user))
         elif word == "help":
-            ack(text=views.help_text(ctx.policy))
+            ack(text=views.help_text(ctx.policy, people.requestable(ctx, user)))
         elif word in ("list", "status"):
             with transaction(ctx.db) as db:
                 answer = views.list_text(
@@ -54,22 +72,45 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
             ack(text=answer)
         elif word == "done":
             _done(ack, user, text.split()[1:])
+        elif word == "cancel":
+            _cancel(ack, user, text.split()[1:])
         else:
             _quick_request(ack, user, text)
 
+    def _modal(user: str, system: str | None = None, role: str | None = None) -> dict:
+        chosen = ctx.policy.system(system) if system else None
+        return views.request_modal(
+            ctx.policy,
+            system,
+            role,
+            systems=people.requestable(ctx, user),
+            breakglass=chosen is not None and people.may_break_glass(ctx, chosen, user),
+        )
+
     def _quick_request(ack: Ack, user: str, text: str) -> None:
-        parts = text.split(maxsplit=4)
+        words = text.split()
+        breakglass = BREAKGLASS_FLAG in words[: len(QUICK_FIELDS)]
+        if breakglass:
+            words.remove(BREAKGLASS_FLAG)
+        parts = " ".join(words).split(maxsplit=4)
         if len(parts) < len(QUICK_FIELDS):
             missing = ", ".join(QUICK_FIELDS[len(parts) :])
             ack(text=views.problem_text({"missing": f"Missing: {missing}."}))
             return
         try:
-            request = create_request(ctx, user, RequestForm(*parts))  # stored before we say so
+            # stored before we say so
+            request = create_request(ctx, user, RequestForm(*parts, breakglass=breakglass))
         except InvalidRequest as exc:
             ack(text=views.problem_text(exc.errors))
             return
-        ack(text=f"Request `{request.id}` is on its way to the approvers.")
-        later(ctx.notify.request_created, request)
+        if breakglass:
+            ack(
+                text=f":rotating_light: Break-glass `{request.id}`: granting now. The approvers "
+                "are told and will review it."
+            )
+        else:
+            ack(text=f"Request `{request.id}` is on its way to the approvers.")
+        later(submit_request, ctx, request.id)
 
     def _done(ack: Ack, user: str, ids: list[str]) -> None:
         with transaction(ctx.db) as db:
@@ -83,17 +124,22 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
         for session_id in targets:
             later(_try, lambda sid=session_id: end_session(ctx, sid, EndReason.released, user))
 
-    @app.event("app_home_opened")
-    def on_home_opened(ack: Ack, event: dict, client: WebClient) -> None:
-        ack()
-        later(_publish_home, client, event["user"])
+    def _cancel(ack: Ack, user: str, ids: list[str]) -> None:
+        if not ids:
+            ack(text="Say which request: `/prod-access cancel R-…` (see `/prod-access list`).")
+            return
+        try:
+            request = cancel_request(ctx, ids[0].upper(), user)
+        except OperationError as exc:
+            ack(text=f":no_entry: {escape(str(exc))}")
+            return
+        ack(text=f"Request `{request.id}` is cancelled.")
 
-    def _publish_home(client: WebClient, user: str) -> None:
-        with transaction(ctx.db) as db:
-            view = views.home_view(
-                ctx.policy, queries.pending_requests(db, user), queries.open_sessions(db, user)
-            )
-        client.views_publish(user_id=user, view=view)
+    @app.event("app_home_opened")
+    def on_home_opened(ack: Ack, event: dict) -> None:
+        ack()
+        if event.get("tab", "home") == "home":
+            later(ctx.notify.home_changed, [event["user"]])
 
     # --- the request modal ---
     @app.action(Action.system_select)
@@ -106,7 +152,7 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
             client.views_update,
             view_id=view["id"],
             hash=view.get("hash"),
-            view=views.request_modal(ctx.policy, system, role),
+            view=_modal(body["user"]["id"], system, role),
         )
 
     @app.view(Callback.request_modal)
@@ -119,6 +165,7 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
             duration=_value(values, Block.duration) or "",
             ticket=_value(values, Block.ticket) or "",
             reason=_value(values, Block.reason) or "",
+            breakglass=bool(_checked(values, Block.breakglass)),
         )
         try:
             request = create_request(ctx, body["user"]["id"], form)
@@ -126,28 +173,59 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
             ack(response_action="errors", errors=_field_errors(values, exc.errors))
             return
         ack()
-        later(ctx.notify.request_created, request)
+        later(submit_request, ctx, request.id)
 
-    # --- the approval card ---
+    # --- the approval card (and the approver's Home tab) ---
     @app.action(Action.approve)
     def on_approve(ack: Ack, body: dict, action: dict, client: WebClient) -> None:
         ack()
         later(_approve_and_grant, action["value"], body, client)
 
     def _approve_and_grant(request_id: str, body: dict, client: WebClient) -> None:
-        session = _try(lambda: approve_request(ctx, request_id, body["user"]["id"]), client, body)
-        if session is not None:
+        decision = _try(lambda: approve_request(ctx, request_id, body["user"]["id"]), client, body)
+        session = decision.session if decision is not None else None
+        if session is not None and session.state == SessionState.granting:
             grant_session(ctx, session.id)
 
     @app.action(Action.deny)
     def on_deny(ack: Ack, body: dict, action: dict, client: WebClient) -> None:
         ack()
-        later(_try, lambda: deny_request(ctx, action["value"], body["user"]["id"]), client, body)
+        later(
+            _open_modal,
+            AccessRequest,
+            action["value"],
+            lambda request, user: check_may_deny(ctx, request, user),
+            views.deny_modal,
+            body,
+            client,
+        )
+
+    @app.view(Callback.deny_modal)
+    def on_deny_submit(ack: Ack, body: dict, view: dict) -> None:
+        reason = _value(view["state"]["values"], Block.deny_reason) or ""
+        try:
+            deny_request(ctx, view["private_metadata"], body["user"]["id"], reason)
+        except OperationError as exc:
+            ack(response_action="errors", errors={Block.deny_reason: str(exc)})
+            return
+        ack()
 
     @app.action(Action.retry_grant)
     def on_retry_grant(ack: Ack, body: dict, action: dict, client: WebClient) -> None:
         ack()
         later(_try, lambda: retry_grant(ctx, action["value"], body["user"]["id"]), client, body)
+
+    @app.action(Action.breakglass_ack)
+    @app.action(Action.breakglass_flag)
+    def on_breakglass_review(ack: Ack, body: dict, action: dict, client: WebClient) -> None:
+        ack()
+        outcome = (
+            ReviewState.flagged
+            if action["action_id"] == Action.breakglass_flag
+            else ReviewState.acknowledged
+        )
+        user = body["user"]["id"]
+        later(_try, lambda: review_breakglass(ctx, action["value"], user, outcome), client, body)
 
     # --- the requester's DM ---
     @app.action(Action.end_session)
@@ -158,23 +236,81 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
             _try, lambda: end_session(ctx, action["value"], EndReason.released, user), client, body
         )
 
+    @app.action(Action.extend_session)
+    def on_extend(ack: Ack, body: dict, action: dict, client: WebClient) -> None:
+        ack()
+        later(
+            _open_modal,
+            AccessSession,
+            action["value"],
+            check_extender,
+            lambda session: views.extend_modal(
+                ctx.policy, session, extension_room(ctx.policy, session)
+            ),
+            body,
+            client,
+        )
+
+    @app.view(Callback.extend_modal)
+    def on_extend_submit(ack: Ack, body: dict, view: dict) -> None:
+        values = view["state"]["values"]
+        try:
+            request = request_extension(
+                ctx,
+                view["private_metadata"],
+                body["user"]["id"],
+                _value(values, Block.duration) or "",
+                _value(values, Block.reason) or "",
+            )
+        except InvalidRequest as exc:
+            ack(response_action="errors", errors=_field_errors(values, exc.errors))
+            return
+        except OperationError as exc:
+            ack(response_action="errors", errors={Block.duration: str(exc)})
+            return
+        ack()
+        later(submit_request, ctx, request.id)
+
+    @app.action(Action.cancel_request)
+    def on_cancel(ack: Ack, body: dict, action: dict, client: WebClient) -> None:
+        ack()
+        user = body["user"]["id"]
+        later(_try, lambda: cancel_request(ctx, action["value"], user), client, body)
+
     @app.action(Action.open_closeout)
     def on_open_closeout(ack: Ack, body: dict, action: dict, client: WebClient) -> None:
         ack()
-        later(_open_closeout, action["value"], body, client)
+        later(
+            _open_modal,
+            AccessSession,
+            action["value"],
+            check_closeout_writer,
+            views.closeout_modal,
+            body,
+            client,
+        )
 
-    def _open_closeout(session_id: str, body: dict, client: WebClient) -> None:
-        def check() -> AccessSession:
-            with transaction(ctx.db) as db:
-                session = db.get(AccessSession, session_id)
-                if session is None:
-                    raise NotFound(f"No session {session_id} exists.")
-                check_closeout_writer(session, body["user"]["id"])
-                return session
+    def _open_modal(
+        model: type[AccessRequest] | type[AccessSession],
+        row_id: str,
+        check: Callable[[Any, str], None],
+        build: Callable[[Any], dict],
+        body: dict,
+        client: WebClient,
+    ) -> None:
+        """A button that opens a modal: the clicker is checked first (refused: told so)."""
 
-        session = _try(check, client, body)
-        if session is not None:
-            client.views_open(trigger_id=body["trigger_id"], view=views.closeout_modal(session))
+        def checked() -> Any:
+            with ctx.db() as db:
+                row = db.get(model, row_id)
+            if row is None:
+                raise NotFound(f"No {model.__name__} {row_id} exists.")
+            check(row, body["user"]["id"])
+            return row
+
+        row = _try(checked, client, body)
+        if row is not None:
+            client.views_open(trigger_id=body["trigger_id"], view=build(row))
 
     @app.view(Callback.closeout_modal)
     def on_closeout_submit(ack: Ack, body: dict, view: dict) -> None:
@@ -240,6 +376,15 @@ def _value(values: dict, block_prefix: str) -> str | None:
     return None
 
 
+def _checked(values: dict, block_prefix: str) -> list[str]:
+    """The values ticked in the checkboxes of the block `block_prefix` (or `block_prefix:…`)."""
+    for block_id, actions in values.items():
+        if block_id == block_prefix or block_id.startswith(block_prefix + ":"):
+            for element in actions.values():
+                return [o["value"] for o in element.get("selected_options") or []]
+    return []
+
+
 def _selected(values: dict) -> tuple[str | None, str | None]:
     return _value(values, Block.system), _value(values, Block.role)
 
@@ -247,10 +392,9 @@ def _selected(values: dict) -> tuple[str | None, str | None]:
 def _field_errors(values: dict, errors: dict[str, str]) -> dict[str, str]:
     """Map field names to the block ids the modal uses (role/duration carry suffixes)."""
     out: dict[str, str] = {}
+    # A field without a block of its own (no role chosen yet, no break-glass box): the top one.
+    fallback = Block.system if Block.system in values else next(iter(values), "")
     for field, message in errors.items():
-        block_id = next(
-            (b for b in values if b == field or b.startswith(field + ":")),
-            Block.system if field in ("role", "duration") else field,
-        )
+        block_id = next((b for b in values if b == field or b.startswith(field + ":")), fallback)
         out.setdefault(block_id, message)  # the first problem of a block is the one to fix first
     return out

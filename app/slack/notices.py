@@ -1,8 +1,10 @@
 """Tell people in Slack what happened: the card in the approver channel (updated in place), its
 thread (one thread tells the story of one access), and DMs to the requester.
 
-Every method runs after the state change is committed, re-reads the rows, and never raises:
-a Slack outage loses a message, never a grant or a revoke (the error is logged).
+Every method runs after the state change is committed, re-reads the rows, and never raises
+into the operation: the revoke is done first and the notice follows. A notice Slack still
+refuses after the client's retries is kept in the outbox and sent again later (outbox.py), so
+a Slack outage delays a message and never blocks or loses a grant or a revoke.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import functools
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import structlog
@@ -19,26 +22,48 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import metrics
-from app.models import AccessRequest, AccessSession, RequestState
+from app import clock, metrics
+from app.models import (
+    AccessRequest,
+    AccessSession,
+    RequestKind,
+    RequestState,
+    ReviewState,
+    Route,
+)
+from app.operations import people, queries
 from app.operations.request_access import attach_card
-from app.policy import Policy
+from app.policy import Policy, format_duration
 from app.review import Review, render_markdown
 from app.slack import views
-from app.slack.text import escape, slack_date
+from app.slack.outbox import NoticeOutbox, describe
+from app.slack.text import escape, quote, slack_date
 
 log = structlog.get_logger(__name__)
 F = TypeVar("F", bound=Callable[..., None])
 
 
+def use_outbox(notifier: SlackNotifier, outbox: NoticeOutbox) -> None:
+    """Send this notifier's notices through `outbox` (see `_never_raises`)."""
+    notifier.outbox = outbox
+
+
 def _never_raises(fn: F) -> F:
+    """A notice never raises into the operation that sent it. With an outbox (`use_outbox`,
+    as the bot and the CLI set up) it is sent through it: in order, off the caller's thread in
+    the serving process, and kept to be sent again when Slack still refuses it after the
+    client's retries (app/slack/outbox.py). Without one a failure is logged and counted."""
+
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
+        outbox = getattr(self, "outbox", None)
+        if outbox is not None:
+            outbox.send(self, fn.__name__, args, kwargs)
+            return
         try:
-            fn(*args, **kwargs)
+            fn(self, *args, **kwargs)
         except Exception as exc:
-            error = exc.response.get("error") if isinstance(exc, SlackApiError) else repr(exc)
-            log.warning("slack_notice_failed", notice=fn.__name__, error=error)
+            log.warning("slack_notice_failed", notice=fn.__name__, error=describe(exc))
             metrics.SLACK_API_ERRORS.labels(notice=fn.__name__).inc()
 
     return wrapper  # type: ignore[return-value]
@@ -49,19 +74,30 @@ class SlackNotifier:
         self.client = client
         self.policy = policy
         self.db = db
-        self._ctx: Any = None  # set by bind(): attach_card needs the app context
+        self._ctx: Any = None  # set by bind(): card ids and approver groups need the context
+        self.outbox: NoticeOutbox | None = None  # set by use_outbox()
 
     def bind(self, ctx: Any) -> None:
         self._ctx = ctx
 
     # --- helpers ---
     def _load(self, request_id: str) -> tuple[AccessRequest | None, AccessSession | None]:
+        """The request and its session (for an extension: the session it extends)."""
         with self.db() as db:
             request = db.get(AccessRequest, request_id)
-            session = db.scalars(
-                select(AccessSession).where(AccessSession.request_id == request_id)
-            ).first()
+            if request is not None and request.kind == RequestKind.extension:
+                session = db.get(AccessSession, request.extends_session_id)
+            else:
+                session = db.scalars(
+                    select(AccessSession).where(AccessSession.request_id == request_id)
+                ).first()
             return request, session
+
+    def _approvers(self, request: AccessRequest) -> str:
+        system = self.policy.system(request.system_id)
+        if system is None or self._ctx is None:
+            return ""
+        return people.mentions(self._ctx, self.policy.approvers_of(system, request.role_id))
 
     def _refresh_card(self, request_id: str) -> AccessRequest | None:
         request, session = self._load(request_id)
@@ -71,29 +107,93 @@ class SlackNotifier:
             channel=request.card_channel,
             ts=request.card_ts,
             text=views.card_text(request),
-            blocks=views.approval_card(self.policy, request, session),
+            blocks=views.approval_card(self.policy, request, session, self._approvers(request)),
         )
         return request
 
-    def _thread(self, request: AccessRequest | None, text: str) -> None:
+    def _story(self, request: AccessRequest | None) -> AccessRequest | None:
+        """The request whose card's thread tells this access's story (an extension's events
+        belong to the original access)."""
+        if request is None or request.kind != RequestKind.extension:
+            return request
+        with self.db() as db:
+            session = db.get(AccessSession, request.extends_session_id)
+            return session.request if session is not None else None
+
+    def _thread(self, request: AccessRequest | None, text: str, broadcast: bool = False) -> None:
         if request is None or not (request.card_channel and request.card_ts):
             return
         self.client.chat_postMessage(
-            channel=request.card_channel, thread_ts=request.card_ts, text=text
+            channel=request.card_channel,
+            thread_ts=request.card_ts,
+            text=text,
+            reply_broadcast=broadcast or None,
         )
 
     def _dm(self, user_id: str, text: str, blocks: list[dict] | None = None) -> None:
         self.client.chat_postMessage(channel=user_id, text=text, blocks=blocks)
 
+    def _homes_of(self, request: AccessRequest | None) -> None:
+        """Republish the Home tab of the requester and of the people who may decide."""
+        if request is None:
+            return
+        users = [request.requester_id]
+        system = self.policy.system(request.system_id)
+        if system is not None and self._ctx is not None:
+            users += sorted(people.approvers(self._ctx, system, request.role_id))
+        self._publish_homes(users)
+
+    def _publish_homes(self, user_ids: list[str]) -> None:
+        now = clock.now()
+        with self.db() as db:
+            pending = queries.pending_all(db)
+            reviews = queries.reviews_due(db)
+            homes = {
+                user: self._home(db, user, pending, reviews) for user in dict.fromkeys(user_ids)
+            }
+        for user, home in homes.items():
+            self.client.views_publish(user_id=user, view=views.home_view(self.policy, home, now))
+
+    def _home(
+        self,
+        db: Session,
+        user: str,
+        pending: list[AccessRequest],
+        reviews: list[AccessRequest],
+    ) -> views.Home:
+        def mine_to_decide(request: AccessRequest) -> bool:
+            system = self.policy.system(request.system_id)
+            return (
+                system is not None
+                and request.requester_id != user
+                and user not in request.approved_by
+                and people.may_approve(self._ctx, system, request.role_id, user)
+            )
+
+        return views.Home(
+            sessions=queries.open_sessions(db, user),
+            requests=[r for r in pending if r.requester_id == user],
+            to_decide=[r for r in pending if mine_to_decide(r)],
+            to_review=[r for r in reviews if mine_to_decide(r)],
+            history=queries.recent_requests(db, user),
+            systems=people.requestable(self._ctx, user),
+        )
+
     # --- Notifier ---
+    @_never_raises
+    def home_changed(self, user_ids: list[str]) -> None:
+        self._publish_homes(user_ids)
+
     @_never_raises
     def request_created(self, request: AccessRequest) -> None:
         channel = request.card_channel or ""
+        request, session = self._load(request.id)
+        assert request is not None
         try:
             posted = self.client.chat_postMessage(
                 channel=channel,
                 text=views.card_text(request),
-                blocks=views.approval_card(self.policy, request, None),
+                blocks=views.approval_card(self.policy, request, session, self._approvers(request)),
             )
         except SlackApiError as exc:
             self._dm(
@@ -104,27 +204,117 @@ class SlackNotifier:
             )
             raise
         attach_card(self._ctx, request.id, posted["channel"], posted["ts"])
-        self._dm(
-            request.requester_id,
-            f"Your request `{request.id}` for {views.what(request, self.policy)} "
-            f"(ticket {escape(request.ticket)}) is waiting for approval in <#{channel}>.",
+        request.card_channel, request.card_ts = posted["channel"], posted["ts"]
+        if views.reason_cut(request):
+            self._thread(request, "*Full reason*\n" + quote(request.reason, 2900))
+        if request.kind == RequestKind.extension:
+            self._thread(
+                self._story(request),
+                f":stopwatch: <@{request.requester_id}> asked for "
+                f"{format_duration(timedelta(seconds=request.duration_seconds))} more "
+                f"(request `{request.id}`, a new card in <#{channel}>).",
+            )
+        if request.state == RequestState.pending:
+            self._dm(
+                request.requester_id,
+                f"Your request `{request.id}` for {views.what(request, self.policy)} "
+                f"(ticket {escape(request.ticket)}) is waiting for approval in <#{channel}>.",
+            )
+        elif request.route == Route.breakglass:
+            self._thread(
+                request,
+                f":rotating_light: Break-glass by <@{request.requester_id}>: access granted "
+                f"without approval. {self._approvers(request)}: please review (Acknowledge or "
+                "Flag on the card).",
+            )
+        self._homes_of(request)
+
+    @_never_raises
+    def approval_counted(self, request: AccessRequest, approver_id: str) -> None:
+        request = self._refresh_card(request.id) or request
+        count, required = len(request.approved_by), request.approvals_required
+        self._thread(
+            request,
+            f":ballot_box_with_check: <@{approver_id}> approved ({count} of {required}); "
+            f"{required - count} more needed.",
         )
+        self._homes_of(request)
 
     @_never_raises
     def request_decided(self, request: AccessRequest) -> None:
         request = self._refresh_card(request.id) or request
+        _, session = self._load(request.id)
+        what = views.what(request, self.policy)
+        text: str | None
         if request.state == RequestState.denied:
+            reason = f" Reason: {escape(request.decision_note)}" if request.decision_note else ""
+            by = f":x: <@{request.decided_by}> denied"
+            text = f"{by} your request `{request.id}` for {what}.{reason}"
+            self._thread(request, f"{by} the request.{reason}")
+        elif request.state == RequestState.lapsed:
+            text = (
+                f":hourglass: Your request `{request.id}` for {what} lapsed: "
+                f"{escape(request.decision_note or 'nobody decided in time')}. Ask again if you "
+                "still need it."
+            )
+        elif request.state == RequestState.cancelled:
+            text = None
+        elif request.kind == RequestKind.extension and session and session.expires_at:
+            ends = slack_date(session.expires_at)
+            text = f":stopwatch: Extension `{request.id}` approved: your {what} now ends {ends}."
+            by = views.decided_line(request)
+            self._thread(self._story(request), f":stopwatch: Extended until {ends}. {by}")
+        elif request.route == Route.breakglass:
+            text = (
+                f":rotating_light: Break-glass `{request.id}`: granting {what} now. The approvers "
+                "are told and will review it."
+            )
+        elif request.route != Route.approvers:
+            text = f"{views.decided_line(request)}: request `{request.id}`. Granting {what}…"
+        else:
+            who = ", ".join(f"<@{a}>" for a in request.approved_by) or f"<@{request.decided_by}>"
+            text = (
+                f":white_check_mark: {who} approved your request `{request.id}`. Granting {what}…"
+            )
+        if text:
+            self._dm(request.requester_id, text)
+        self._homes_of(request)
+
+    @_never_raises
+    def breakglass_escalated(self, request: AccessRequest) -> None:
+        request = self._refresh_card(request.id) or request
+        system = self.policy.system(request.system_id)
+        text = (
+            f":rotating_light: *Break-glass not reviewed* — <@{request.requester_id}> took "
+            f"{views.what(request, self.policy)} (`{request.id}`, ticket "
+            f"{escape(request.ticket)}) without approval. {self._approvers(request)}: please "
+            f"review it on the card (reminder {request.escalations})."
+        )
+        self._thread(request, text, broadcast=True)
+        channel = system.breakglass.escalation_channel if system and system.breakglass else None
+        if channel:
+            self.client.chat_postMessage(channel=channel, text=text)
+
+    @_never_raises
+    def breakglass_reviewed(self, request: AccessRequest) -> None:
+        request = self._refresh_card(request.id) or request
+        if request.review_state == ReviewState.flagged:
+            self._thread(
+                request,
+                f":triangular_flag_on_post: <@{request.reviewed_by}> flagged this break-glass "
+                "access; it is being ended now.",
+            )
             self._dm(
                 request.requester_id,
-                f":x: <@{request.decided_by}> denied your request `{request.id}` for "
-                f"{views.what(request, self.policy)}.",
+                f":triangular_flag_on_post: <@{request.reviewed_by}> flagged your break-glass "
+                f"access `{request.id}`; it is being ended now.",
             )
         else:
-            self._dm(
-                request.requester_id,
-                f":white_check_mark: <@{request.decided_by}> approved your request "
-                f"`{request.id}`. Granting {views.what(request, self.policy)}…",
+            self._thread(
+                request,
+                f":ballot_box_with_check: Reviewed and acknowledged by <@{request.reviewed_by}>.",
             )
+        self._homes_of(request)
 
     @_never_raises
     def session_granted(self, session: AccessSession) -> None:
@@ -141,6 +331,7 @@ class SlackNotifier:
             f"{slack_date(session.expires_at)}.",
             views.granted_message(self.policy, session),
         )
+        self._homes_of(request)
 
     @_never_raises
     def grant_failed(self, session: AccessSession) -> None:
@@ -152,16 +343,25 @@ class SlackNotifier:
             f":warning: Granting {views.what(session, self.policy)} failed: {error}. "
             "Nothing was granted; an approver can retry from the card.",
         )
+        self._homes_of(request)
 
     @_never_raises
     def session_ended(self, session: AccessSession) -> None:
         request = self._refresh_card(session.request_id)
         self._thread(request, f":lock: Access ended ({views.end_reason_text(session)}).")
+        if session.attempts >= self._alert_after():
+            self._thread(
+                request,
+                f":white_check_mark: Revoke of `{session.id}` completed after {session.attempts} "
+                "failed attempts; the access is removed.",
+                broadcast=True,
+            )
         self._dm(
             session.requester_id,
             f"Your access {session.id} has ended. Please write a closeout note.",
             views.closeout_prompt(self.policy, session),
         )
+        self._homes_of(request)
 
     @_never_raises
     def revoke_failed(self, session: AccessSession) -> None:
@@ -172,7 +372,13 @@ class SlackNotifier:
             f":rotating_light: Revoke failed (attempt {session.attempts}): "
             f"{escape(session.last_error or 'unknown error')}. Access is still in place; "
             f"retrying {retry}.",
+            # Past the threshold the approver channel sees it too (once; then in the thread).
+            broadcast=session.attempts == self._alert_after(),
         )
+        self._homes_of(request)
+
+    def _alert_after(self) -> int:
+        return self._ctx.settings.revoke_alert_after if self._ctx is not None else 3
 
     @_never_raises
     def closeout_reminder(self, session: AccessSession) -> None:
@@ -180,6 +386,18 @@ class SlackNotifier:
             session.requester_id,
             f"Reminder: the closeout note for {session.id} is missing.",
             views.closeout_prompt(self.policy, session, reminder=session.reminders_sent),
+        )
+
+    @_never_raises
+    def closeout_missing(self, session: AccessSession) -> None:
+        """After the last reminder: the approvers hear that the note is still missing."""
+        request, _ = self._load(session.request_id)
+        self._thread(
+            request,
+            f":memo: *Closeout note missing* — <@{session.requester_id}> has not said what "
+            f"changed during {views.what(session, self.policy)} (`{session.id}`), after "
+            f"{session.reminders_sent} reminders.",
+            broadcast=True,
         )
 
     @_never_raises
@@ -201,12 +419,7 @@ class SlackNotifier:
         )
         request, _ = self._load(session.request_id)
         if request is not None and request.card_channel and request.card_ts:
-            self.client.chat_postMessage(
-                channel=request.card_channel,
-                thread_ts=request.card_ts,
-                reply_broadcast=True,
-                text=text,
-            )
+            self._thread(request, text, broadcast=True)
             return
         system = self.policy.system(session.system_id)
         if system is not None:
@@ -225,26 +438,70 @@ def publish_review(client: WebClient, channel: str, review: Review) -> None:
 
 
 class SlackDirectory:
-    """Emails from users.info (scope users:read.email), cached for a few minutes."""
+    """People facts from Slack, cached: emails from users.info (scope users:read.email), user
+    group members from usergroups.list + usergroups.users.list (scope usergroups:read)."""
 
-    def __init__(self, client: WebClient, ttl_seconds: float = 600) -> None:
+    def __init__(
+        self, client: WebClient, ttl_seconds: float = 600, group_ttl_seconds: float = 60
+    ) -> None:
         self.client = client
         self.ttl = ttl_seconds
-        self._cache: dict[str, tuple[float, str | None]] = {}
+        self.group_ttl = group_ttl_seconds
+        self._cache: dict[str, tuple[float, Any]] = {}
         self._lock = threading.Lock()
 
-    def email_for(self, user_id: str) -> str | None:
+    def _cached(self, key: str, ttl: float, load: Callable[[], Any]) -> Any:
         with self._lock:
-            hit = self._cache.get(user_id)
-        if hit and time.monotonic() - hit[0] < self.ttl:
+            hit = self._cache.get(key)
+        if hit and time.monotonic() - hit[0] < ttl:
             return hit[1]
-        try:
-            user = self.client.users_info(user=user_id)["user"]
-        except SlackApiError as exc:
-            raise ValueError(
-                f"cannot look up <@{user_id}> in Slack ({exc.response.get('error')})"
-            ) from None
-        email = (user.get("profile") or {}).get("email")
+        value = load()
         with self._lock:
-            self._cache[user_id] = (time.monotonic(), email)
-        return email
+            self._cache[key] = (time.monotonic(), value)
+        return value
+
+    def email_for(self, user_id: str) -> str | None:
+        def load() -> str | None:
+            try:
+                user = self.client.users_info(user=user_id)["user"]
+            except SlackApiError as exc:
+                raise ValueError(
+                    f"cannot look up <@{user_id}> in Slack ({exc.response.get('error')})"
+                ) from None
+            return (user.get("profile") or {}).get("email")
+
+        return self._cached(f"email:{user_id}", self.ttl, load)
+
+    def _group_ids(self) -> dict[str, str]:
+        def load() -> dict[str, str]:
+            try:
+                groups = self.client.usergroups_list()["usergroups"]
+            except SlackApiError as exc:
+                raise LookupError(
+                    f"cannot list user groups ({exc.response.get('error')})"
+                ) from None
+            return {g["handle"]: g["id"] for g in groups if not g.get("date_delete")}
+
+        return self._cached("groups", self.group_ttl, load)
+
+    def group_id(self, handle: str) -> str | None:
+        try:
+            return self._group_ids().get(handle)
+        except LookupError:
+            return None
+
+    def group_members(self, handle: str) -> set[str]:
+        group_id = self._group_ids().get(handle)
+        if group_id is None:
+            raise LookupError(f"no user group @{handle} in this workspace")
+
+        def load() -> set[str]:
+            try:
+                users = self.client.usergroups_users_list(usergroup=group_id)["users"]
+            except SlackApiError as exc:
+                raise LookupError(
+                    f"cannot read @{handle}'s members ({exc.response.get('error')})"
+                ) from None
+            return set(users)
+
+        return self._cached(f"group:{group_id}", self.group_ttl, load)

@@ -3,13 +3,17 @@ limits). Every piece of user text goes through `text.escape` (via `quote`/`escap
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
     ButtonElement,
+    CheckboxesElement,
     ContextBlock,
+    DividerBlock,
     HeaderBlock,
     InputBlock,
     MarkdownTextObject,
@@ -26,10 +30,13 @@ from app.models import (
     AccessSession,
     CloseoutState,
     EndReason,
+    RequestKind,
     RequestState,
+    ReviewState,
+    Route,
     SessionState,
 )
-from app.policy import Policy, format_duration
+from app.policy import Policy, System, format_duration
 from app.slack.ids import Action, Callback
 from app.slack.ids import Block as B
 from app.slack.text import escape, quote, slack_date, truncate
@@ -39,10 +46,14 @@ USAGE = (
     "• `/prod-access` opens the request form\n"
     "• `/prod-access <system> <role> <duration> <ticket> <reason…>`, e.g. "
     "`/prod-access checkout-db write 30m PAY-184 restart payment worker`\n"
+    "• `/prod-access --breakglass <system> <role> <duration> <incident> <reason…>` grants at "
+    "once in an incident (if you are on the system's break-glass list); approvers review after\n"
     "• `/prod-access list` shows your pending requests and open access\n"
     "• `/prod-access done [session-id]` ends your access now\n"
+    "• `/prod-access cancel <request-id>` withdraws a pending request\n"
     "• `/prod-access help` shows this"
 )
+CARD_REASON_MAX = 700  # longer reasons are cut on the card; the full text goes in the thread
 
 
 def _mrkdwn(text: str) -> SectionBlock:
@@ -56,14 +67,19 @@ def _dicts(blocks: list[Block]) -> list[dict]:
 # --- slash-command answers ---------------------------------------------------------------
 
 
-def help_text(policy: Policy) -> str:
+def help_text(policy: Policy, systems: Sequence[System] | None = None) -> str:
+    """Usage and the systems this person may request (all when `systems` is None)."""
+    systems = policy.systems if systems is None else systems
     lines = [USAGE, "", "*Systems you can request*"]
-    for system in policy.systems:
+    if not systems:
+        lines.append("None: you are not on the requesters list of any system.")
+    for system in systems:
         roles = ", ".join(
             f"`{r.id}` (max {format_duration(policy.max_duration(system, r))})"
             for r in system.roles
         )
-        lines.append(f"• `{system.id}` {escape(system.name)}: {roles}")
+        tier = " _(staging: approved at once)_" if system.tier == "staging" else ""
+        lines.append(f"• `{system.id}` {escape(system.name)}{tier}: {roles}")
     return "\n".join(lines)
 
 
@@ -91,10 +107,20 @@ def list_text(requests: list[AccessRequest], sessions: list[AccessSession]) -> s
     return "\n".join(lines)
 
 
-def session_line(session: AccessSession) -> str:
+def time_left(until: datetime, now: datetime) -> str:
+    """'1h 5m left' (as of the moment the text was made; Slack shows no live countdown)."""
+    seconds = max(0, int((until - now).total_seconds()))
+    hours, minutes = divmod((seconds + 59) // 60, 60)
+    if hours:
+        return f"{hours}h {minutes}m left" if minutes else f"{hours}h left"
+    return f"{minutes}m left" if minutes else "ending now"
+
+
+def session_line(session: AccessSession, now: datetime | None = None) -> str:
     head = f"`{session.id}` {session.role_id} on {session.system_id}"
     if session.state == SessionState.active and session.expires_at:
-        return f"{head}, active until {slack_date(session.expires_at)}"
+        left = f" ({time_left(session.expires_at, now)})" if now else ""
+        return f"{head}, active until {slack_date(session.expires_at)}{left}"
     if session.state == SessionState.revoke_failing:
         return f"{head}, ending — revoke failing, retrying"
     return f"{head}, {session.state.value.replace('_', ' ')}"
@@ -107,11 +133,28 @@ def _option(text: str, value: str) -> Option:
     return Option(text=PlainTextObject(text=truncate(text, 75)), value=value)
 
 
-def request_modal(policy: Policy, system_id: str | None = None, role_id: str | None = None) -> dict:
-    """The modal; choosing a system (then a role) rebuilds it with only what that allows."""
-    system = policy.system(system_id) if system_id else None
+def request_modal(
+    policy: Policy,
+    system_id: str | None = None,
+    role_id: str | None = None,
+    *,
+    systems: Sequence[System] | None = None,
+    breakglass: bool = False,
+) -> dict:
+    """The modal; choosing a system (then a role) rebuilds it with only what that allows.
+    `systems`: the ones this person may request; `breakglass`: offer "Incident — grant now"
+    (the person is on the chosen system's break-glass list)."""
+    systems = policy.systems if systems is None else systems
+    system = next((s for s in systems if s.id == system_id), None) if system_id else None
     role = system.role(role_id) if system and role_id else None
-    system_options = [_option(f"{s.name} ({s.id})", s.id) for s in policy.systems][:100]
+    system_options = [_option(f"{s.name} ({s.id})", s.id) for s in systems][:100]
+    if not system_options:
+        return View(
+            type="modal",
+            title="Production access",
+            close="Close",
+            blocks=[_mrkdwn("You are not on the requesters list of any system.")],
+        ).to_dict()
     blocks: list[Block] = [
         InputBlock(
             block_id=B.system,
@@ -165,6 +208,20 @@ def request_modal(policy: Policy, system_id: str | None = None, role_id: str | N
                     initial_option=next(
                         o for o in duration_options if o.value == format_duration(initial)
                     ),
+                ),
+            )
+        )
+    if system is not None and system.breakglass is not None and breakglass:
+        within = format_duration(system.breakglass.review_within)
+        blocks.append(
+            InputBlock(
+                block_id=f"{B.breakglass}:{system.id}",
+                label="Break-glass",
+                optional=True,
+                hint=f"Granted at once, without approval; approvers review it within {within}.",
+                element=CheckboxesElement(
+                    action_id=Action.breakglass_toggle,
+                    options=[_option("Incident — grant now", "breakglass")],
                 ),
             )
         )
@@ -231,64 +288,184 @@ def closeout_modal(session: AccessSession) -> dict:
     return view.to_dict()
 
 
+def deny_modal(request: AccessRequest) -> dict:
+    return View(
+        type="modal",
+        callback_id=Callback.deny_modal,
+        private_metadata=request.id,
+        title="Deny request",
+        submit="Deny",
+        close="Back",
+        blocks=[
+            _mrkdwn(
+                f"Deny <@{request.requester_id}>'s request `{request.id}` for "
+                f"*{escape(request.role_id)}* on *{escape(request.system_id)}*?"
+            ),
+            InputBlock(
+                block_id=B.deny_reason,
+                label="Reason (the requester sees it)",
+                optional=True,
+                element=PlainTextInputElement(
+                    action_id=Action.deny_reason_input, multiline=True, max_length=500
+                ),
+            ),
+        ],
+    ).to_dict()
+
+
+def extend_modal(policy: Policy, session: AccessSession, room: timedelta) -> dict:
+    """More time for an active session: choices up to what the role's max_total still allows."""
+    blocks: list[Block] = [
+        _mrkdwn(
+            f"Your {what(session, policy)} (`{session.id}`) ends "
+            f"{slack_date(session.expires_at) if session.expires_at else 'soon'}. "
+            "An extension goes to the approvers like a new request; the end moves only when "
+            "it is approved."
+        )
+    ]
+    choices = [c for c in policy.duration_choices_up_to(room)]
+    if not choices:
+        blocks.append(_mrkdwn("This access already has the longest time its role allows."))
+        return View(type="modal", title="Extend access", close="Close", blocks=blocks).to_dict()
+    options = [_option(f"+{format_duration(c)}", format_duration(c)) for c in choices]
+    blocks += [
+        InputBlock(
+            block_id=B.duration,
+            label="How much longer?",
+            element=StaticSelectElement(
+                action_id=Action.duration_select, options=options, initial_option=options[0]
+            ),
+        ),
+        InputBlock(
+            block_id=B.reason,
+            label="Why?",
+            optional=True,
+            element=PlainTextInputElement(
+                action_id=Action.reason_input, multiline=True, max_length=2000
+            ),
+        ),
+    ]
+    return View(
+        type="modal",
+        callback_id=Callback.extend_modal,
+        private_metadata=session.id,
+        title="Extend access",
+        submit="Ask",
+        close="Cancel",
+        blocks=blocks,
+    ).to_dict()
+
+
 # --- the approval card -------------------------------------------------------------------
 
 
 def card_text(request: AccessRequest) -> str:
     """Notification fallback text for the card (no user text beyond the ticket, escaped)."""
+    kind = {
+        RequestKind.extension: "Extension request",
+        RequestKind.access: "BREAK-GLASS access"
+        if request.route == Route.breakglass
+        else "Access request",
+    }[request.kind]
     return (
-        f"Access request {request.id} from <@{request.requester_id}>: {request.role_id} on "
+        f"{kind} {request.id} from <@{request.requester_id}>: {request.role_id} on "
         f"{request.system_id} for {format_duration(timedelta(seconds=request.duration_seconds))} "
         f"({escape(request.ticket)})"
     )
 
 
+def card_title(request: AccessRequest) -> str:
+    if request.kind == RequestKind.extension:
+        return "Extension request"
+    if request.route == Route.breakglass:
+        return "BREAK-GLASS production access"
+    return "Production access request"
+
+
+def reason_cut(request: AccessRequest) -> bool:
+    """Is the reason too long for the card (so the thread carries the full text)?"""
+    return len(request.reason) > CARD_REASON_MAX
+
+
 def approval_card(
-    policy: Policy, request: AccessRequest, session: AccessSession | None
+    policy: Policy,
+    request: AccessRequest,
+    session: AccessSession | None,
+    approvers: str = "",
 ) -> list[dict]:
-    """The card in the approver channel, rendered from the current state of request and session."""
+    """The card in the approver channel, rendered from the current state of request and session
+    (for an extension: the session it extends). `approvers`: who may decide, as mentions."""
     system = policy.system(request.system_id)
     system_name = f"{escape(system.name)} (`{system.id}`)" if system else f"`{request.system_id}`"
+    duration = format_duration(timedelta(seconds=request.duration_seconds))
     fields = [
         f"*Requester*\n<@{request.requester_id}>",
         f"*System*\n{system_name}",
         f"*Access*\n{escape(request.role_id)}",
-        f"*Duration*\n{format_duration(timedelta(seconds=request.duration_seconds))}",
+        f"*{'Extra time' if request.kind == RequestKind.extension else 'Duration'}*\n{duration}",
         f"*Ticket*\n{escape(request.ticket)}",
         f"*Request*\n`{request.id}`",
     ]
-    blocks: list[Block] = [
-        HeaderBlock(text="Production access request"),
+    blocks: list[Block] = [HeaderBlock(text=card_title(request))]
+    if request.kind == RequestKind.extension and session is not None:
+        ends = slack_date(session.expires_at) if session.expires_at else "—"
+        blocks.append(
+            _context(
+                f":link: Extends session `{session.id}` (request `{session.request_id}`), "
+                f"which now ends {ends}. The original card's thread tells its story."
+            )
+        )
+    reason = quote(request.reason, CARD_REASON_MAX)
+    if reason_cut(request):
+        reason += "\n_(cut; the full reason is in the thread)_"
+    blocks += [
         SectionBlock(fields=[MarkdownTextObject(text=f) for f in fields]),
-        _mrkdwn("*Reason*\n" + quote(request.reason)),
+        _mrkdwn("*Reason*\n" + reason),
     ]
-    blocks += _card_status(request, session)
+    blocks += _card_status(request, session, approvers)
     return _dicts(blocks)
 
 
-def _card_status(request: AccessRequest, session: AccessSession | None) -> list[Block]:
+def _card_status(
+    request: AccessRequest, session: AccessSession | None, approvers: str
+) -> list[Block]:
     if request.state == RequestState.pending:
+        count, required = len(request.approved_by), request.approvals_required
+        lines = []
+        if required > 1 or count:
+            who = ", ".join(f"<@{a}>" for a in request.approved_by) or "nobody yet"
+            lines.append(f":ballot_box_with_check: *{count} of {required} approvals* ({who})")
+        if approvers:
+            lines.append(f"Approvers: {approvers}")
+        if request.decide_by:
+            lines.append(f"Lapses {slack_date(request.decide_by)} if nobody decides.")
         return [
-            ActionsBlock(
-                block_id="decision",
-                elements=[
-                    ButtonElement(
-                        text="Approve", action_id=Action.approve, value=request.id, style="primary"
-                    ),
-                    ButtonElement(
-                        text="Deny", action_id=Action.deny, value=request.id, style="danger"
-                    ),
-                ],
-            )
+            *([_context("\n".join(lines))] if lines else []),
+            decision_buttons(request, "decision"),
         ]
-    decided = (
-        f"<@{request.decided_by}> {slack_date(request.decided_at)}" if request.decided_at else ""
-    )
+    when = slack_date(request.decided_at) if request.decided_at else ""
     if request.state == RequestState.denied:
-        return [_context(f":x: *Denied* by {decided}")]
-    lines = [f":white_check_mark: *Approved* by {decided}"]
+        line = f":x: *Denied* by <@{request.decided_by}> {when}"
+        if request.decision_note:
+            line += "\n*Reason:* " + escape(truncate(request.decision_note, 500))
+        return [_context(line)]
+    if request.state == RequestState.cancelled:
+        return [_context(f":heavy_multiplication_x: *Cancelled* by the requester {when}")]
+    if request.state == RequestState.lapsed:
+        why = escape(request.decision_note or "nobody decided in time")
+        return [_context(f":hourglass: *Lapsed* {when}: {why}")]
+    lines = [decided_line(request)]
     extra: list[Block] = []
-    if session is not None:
+    if request.route == Route.breakglass:
+        lines.append(_review_line(request))
+        if request.review_state == ReviewState.due:
+            extra.append(review_buttons(request, "review"))
+    if request.kind == RequestKind.extension:
+        if session is not None and session.expires_at:
+            lines.append(
+                f":stopwatch: Session `{session.id}` now ends {slack_date(session.expires_at)}"
+            )
+    elif session is not None:
         lines.append(_session_status(session))
         if session.state == SessionState.grant_failed:
             extra.append(
@@ -302,6 +479,69 @@ def _card_status(request: AccessRequest, session: AccessSession | None) -> list[
                 )
             )
     return [_context("\n".join(lines)), *extra]
+
+
+def decision_buttons(request: AccessRequest, block_id: str) -> ActionsBlock:
+    """Approve / Deny (the card and the approver's Home tab)."""
+    return ActionsBlock(
+        block_id=block_id,
+        elements=[
+            ButtonElement(
+                text="Approve", action_id=Action.approve, value=request.id, style="primary"
+            ),
+            ButtonElement(text="Deny", action_id=Action.deny, value=request.id, style="danger"),
+        ],
+    )
+
+
+def review_buttons(request: AccessRequest, block_id: str) -> ActionsBlock:
+    """Acknowledge / Flag, the retro-review of a break-glass access."""
+    return ActionsBlock(
+        block_id=block_id,
+        elements=[
+            ButtonElement(
+                text="Acknowledge",
+                action_id=Action.breakglass_ack,
+                value=request.id,
+                style="primary",
+            ),
+            ButtonElement(
+                text="Flag and end access",
+                action_id=Action.breakglass_flag,
+                value=request.id,
+                style="danger",
+            ),
+        ],
+    )
+
+
+def decided_line(request: AccessRequest) -> str:
+    """How an approved request was approved, in one line."""
+    when = slack_date(request.decided_at) if request.decided_at else ""
+    rule = escape(request.decision_note or "")
+    if request.route == Route.breakglass:
+        return (
+            f":rotating_light: *BREAK-GLASS*: granted at once to <@{request.requester_id}> {when}"
+        )
+    if request.route == Route.oncall:
+        return f":pager: *Auto-approved: on call* {when} ({rule})"
+    if request.route in (Route.staging, Route.auto):
+        return f":robot_face: *Auto-approved* {when} ({rule})"
+    who = ", ".join(f"<@{a}>" for a in request.approved_by) or f"<@{request.decided_by}>"
+    return f":white_check_mark: *Approved* by {who} {when}"
+
+
+def _review_line(request: AccessRequest) -> str:
+    if request.review_state == ReviewState.due:
+        due = slack_date(request.review_due_at) if request.review_due_at else "now"
+        nudged = f" · escalated {request.escalations} time(s)" if request.escalations else ""
+        return f":eyes: *Needs a retro-review* by {due}{nudged}"
+    when = slack_date(request.reviewed_at) if request.reviewed_at else ""
+    if request.review_state == ReviewState.flagged:
+        return (
+            f":triangular_flag_on_post: *Flagged* by <@{request.reviewed_by}> {when}; access ended"
+        )
+    return f":ballot_box_with_check: *Reviewed* (acknowledged) by <@{request.reviewed_by}> {when}"
 
 
 def _session_status(session: AccessSession) -> str:
@@ -360,18 +600,24 @@ def granted_message(policy: Policy, session: AccessSession) -> list[dict]:
                 f"{slack_date(session.expires_at)} (session `{session.id}`, ticket "
                 f"{escape(session.request.ticket)}). It ends by itself; end it sooner when done."
             ),
-            ActionsBlock(
-                block_id="session",
-                elements=[
-                    ButtonElement(
-                        text="End access now",
-                        action_id=Action.end_session,
-                        value=session.id,
-                        style="danger",
-                    )
-                ],
-            ),
+            session_buttons(session),
         ]
+    )
+
+
+def session_buttons(session: AccessSession) -> ActionsBlock:
+    """End now and Extend, for the person who holds an active session."""
+    return ActionsBlock(
+        block_id=f"session:{session.id}",
+        elements=[
+            ButtonElement(
+                text="End access now",
+                action_id=Action.end_session,
+                value=session.id,
+                style="danger",
+            ),
+            ButtonElement(text="Extend", action_id=Action.extend_session, value=session.id),
+        ],
     )
 
 
@@ -416,22 +662,66 @@ def closeout_thread_text(session: AccessSession) -> str:
 # --- App Home ----------------------------------------------------------------------------
 
 
-def home_view(policy: Policy, requests: list[AccessRequest], sessions: list[AccessSession]) -> dict:
-    """The Home tab: the person's open access (with End now) and pending requests."""
+@dataclass
+class Home:
+    """What one person's Home tab shows (read by the caller, rendered by `home_view`)."""
+
+    sessions: list[AccessSession] = field(default_factory=list)  # my open access
+    requests: list[AccessRequest] = field(default_factory=list)  # my pending requests
+    to_decide: list[AccessRequest] = field(default_factory=list)  # waiting for me to approve
+    to_review: list[AccessRequest] = field(default_factory=list)  # break-glass to review
+    history: list[AccessRequest] = field(default_factory=list)  # my last decided requests
+    systems: list[System] = field(default_factory=list)  # what I may request
+
+
+def home_view(policy: Policy, home: Home, now: datetime) -> dict:
+    """The Home tab: my open access (End now / Extend), my pending requests (Cancel), for
+    approvers the requests waiting for them (Approve / Deny) and break-glass to review, and my
+    recent history. Republished on every change, so "time left" is as of the last change."""
     blocks: list[Block] = [HeaderBlock(text="Your production access")]
-    if not sessions and not requests:
-        blocks.append(_mrkdwn("You have no open access and no pending requests."))
-    for session in sessions[:40]:
-        line = SectionBlock(text=MarkdownTextObject(text=session_line(session)))
-        if session.state == SessionState.active:
+    if home.sessions:
+        for session in home.sessions[:15]:
+            blocks.append(_mrkdwn(session_line(session, now)))
+            if session.state == SessionState.active:
+                blocks.append(session_buttons(session))
+    else:
+        blocks.append(_mrkdwn("You have no open access."))
+    if home.requests:
+        blocks += [DividerBlock(), HeaderBlock(text="Your pending requests")]
+        for request in home.requests[:10]:
+            line = SectionBlock(text=MarkdownTextObject(text=request_line(request)))
             line.accessory = ButtonElement(
-                text="End access now",
-                action_id=Action.end_session,
-                value=session.id,
-                style="danger",
+                text="Cancel request", action_id=Action.cancel_request, value=request.id
             )
-        blocks.append(line)
-    if requests:
-        blocks.append(_mrkdwn(list_text(requests, [])))
-    blocks.append(_context(help_text(policy)))
+            blocks.append(line)
+    if home.to_decide:
+        blocks += [DividerBlock(), HeaderBlock(text="Waiting for your approval")]
+        for request in home.to_decide[:10]:
+            blocks.append(_mrkdwn(f"<@{request.requester_id}>: {request_line(request)}"))
+            blocks.append(decision_buttons(request, f"decide:{request.id}"))
+    if home.to_review:
+        blocks += [DividerBlock(), HeaderBlock(text="Break-glass to review")]
+        for request in home.to_review[:5]:
+            blocks.append(_mrkdwn(f"<@{request.requester_id}>: {request_line(request)}"))
+            blocks.append(review_buttons(request, f"review:{request.id}"))
+    if home.history:
+        blocks += [DividerBlock(), HeaderBlock(text="Recent history")]
+        lines = [f"• {request_line(r)}: {history_outcome(r)}" for r in home.history[:10]]
+        blocks.append(_mrkdwn("\n".join(lines)))
+    blocks += [DividerBlock(), _context(help_text(policy, home.systems))]
     return View(type="home", blocks=blocks[:100]).to_dict()
+
+
+def request_line(request: AccessRequest) -> str:
+    duration = format_duration(timedelta(seconds=request.duration_seconds))
+    kind = "extension +" if request.kind == RequestKind.extension else ""
+    return (
+        f"`{request.id}` {escape(request.role_id)} on {escape(request.system_id)}, "
+        f"{kind}{duration}, ticket {escape(request.ticket)}, asked {slack_date(request.created_at)}"
+    )
+
+
+def history_outcome(request: AccessRequest) -> str:
+    if request.state == RequestState.approved:
+        return "break-glass" if request.route == Route.breakglass else "approved"
+    return request.state.value

@@ -79,7 +79,10 @@ class FakeSlack(ServedFake):
     """A recording fake of the Slack Web API; see the module docstring.
 
     `users` maps user ids to `{"email": …, "name": …}` (optionally `"tz"`), answered by
-    `users.info`; it stays editable as `fake.users`. `socket_mode_url` is the `url` that
+    `users.info`; it stays editable as `fake.users`. `channels` maps channel ids to
+    `{"name": …, "is_member": …}` (optionally `"is_private"`, `"is_archived"`), answered by
+    `conversations.info` (unknown ids: `channel_not_found`); `clear()` resets it to
+    `default_channels()`. `socket_mode_url` is the `url` that
     `apps.connections.open` answers (e.g. `ws://127.0.0.1:PORT/link`); while it is None that
     method answers `{"ok": false, "error": "fake_socket_mode_url_not_set"}`.
     """
@@ -87,6 +90,9 @@ class FakeSlack(ServedFake):
     def __init__(self, users: dict[str, dict] | None = None) -> None:
         self.users: dict[str, dict] = dict(users or {})
         self.socket_mode_url: str | None = None
+        self.channels: dict[str, dict[str, Any]] = default_channels()
+        # user groups by handle: {"sre-leads": {"id": "S0SRE", "users": ["U0LEAD1"]}}
+        self.groups: dict[str, dict[str, Any]] = {}
         self._server = LocalServer(self._handle)
         self._changed = threading.Condition()
         self._calls: list[Call] = []
@@ -148,12 +154,14 @@ class FakeSlack(ServedFake):
 
     def clear(self) -> None:
         """Forget recorded calls, any failures still pending from `fail()` and the
-        `socket_mode_url`."""
+        `socket_mode_url`; `channels` goes back to `default_channels()`."""
         with self._changed:
             self._calls.clear()
             self._failures.clear()
             self.socket_mode_url = None
             self.uploads.clear()
+            self.channels = default_channels()
+            self.groups = {}
 
     def fail(
         self, method: str, error: str = "internal_error", times: int = 1, status: int = 200
@@ -228,6 +236,8 @@ class FakeSlack(ServedFake):
                 "user_id": BOT_USER_ID,
                 "bot_id": BOT_ID,
             }
+        if method == "conversations.info":
+            return self._conversation_info(str(args.get("channel", "")))
         if method == "chat.postMessage":
             channel = str(args.get("channel") or "")
             if not channel:
@@ -272,6 +282,24 @@ class FakeSlack(ServedFake):
             files = args.get("files")
             files = json.loads(files) if isinstance(files, str) else files or []
             return {"ok": True, "files": [{"id": f["id"], "title": f.get("title")} for f in files]}
+        if method == "usergroups.list":
+            with self._changed:
+                groups = dict(self.groups)
+            return {
+                "ok": True,
+                "usergroups": [
+                    {"id": g["id"], "handle": handle, "name": handle, "date_delete": 0}
+                    for handle, g in groups.items()
+                ],
+            }
+        if method == "usergroups.users.list":
+            with self._changed:
+                group = next(
+                    (g for g in self.groups.values() if g["id"] == args.get("usergroup")), None
+                )
+            if group is None:
+                return {"ok": False, "error": "no_such_subteam"}
+            return {"ok": True, "users": list(group["users"])}
         if method == "conversations.open":
             user = str(args.get("users", "")).split(",")[0].strip()
             return {"ok": True, "channel": {"id": args.get("channel") or "D" + user}}
@@ -288,6 +316,27 @@ class FakeSlack(ServedFake):
         if url is None:
             return {"ok": False, "error": "fake_socket_mode_url_not_set"}
         return {"ok": True, "url": url}
+
+    def _conversation_info(self, channel_id: str) -> dict[str, Any]:
+        """A channel from `channels`, as the bot sees it (`is_member`: is the bot in it?)."""
+        with self._changed:
+            channel = self.channels.get(channel_id)
+        if channel is None:
+            return {"ok": False, "error": "channel_not_found"}
+        name = channel.get("name", channel_id.lower())
+        return {
+            "ok": True,
+            "channel": {
+                "id": channel_id,
+                "name": name,
+                "name_normalized": name,
+                "is_channel": True,
+                "is_private": channel.get("is_private", False),
+                "is_archived": channel.get("is_archived", False),
+                "is_member": channel.get("is_member", False),
+                "context_team_id": TEAM_ID,
+            },
+        }
 
     def _user_info(self, user_id: str) -> dict[str, Any]:
         user = self.users.get(user_id)
@@ -311,6 +360,11 @@ class FakeSlack(ServedFake):
                 },
             },
         }
+
+
+def default_channels() -> dict[str, dict[str, Any]]:
+    """The tests' approver channel, with the bot in it."""
+    return {"C0APPROVALS": {"name": "approvals", "is_member": True}}
 
 
 def _message(args: dict[str, Any], ts: Any) -> dict[str, Any]:

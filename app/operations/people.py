@@ -1,0 +1,78 @@
+"""Who is who: the policy names people by Slack user id or by user group handle (`@sre-leads`);
+here those lists become sets of user ids, through the `Directory` (Slack's usergroups API,
+cached), and the questions "may this person approve / request / break glass?" are answered.
+
+Fail closed: a group that can't be resolved (unknown handle, Slack down) counts as nobody, and
+the refusal says so, so an outage never widens who may approve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import structlog
+
+from app.context import AppContext
+from app.policy import System, is_group
+
+log = structlog.get_logger(__name__)
+
+
+def members(ctx: AppContext, principals: Iterable[str]) -> tuple[set[str], list[str]]:
+    """(user ids, problems): the people the principals name, and why a group was skipped."""
+    users: set[str] = set()
+    problems: list[str] = []
+    for principal in principals:
+        if not is_group(principal):
+            users.add(principal)
+            continue
+        try:
+            users |= ctx.directory.group_members(principal.removeprefix("@"))
+        except LookupError as exc:
+            log.warning("user_group_unresolved", group=principal, error=str(exc))
+            problems.append(f"{principal}: {exc}")
+    return users, problems
+
+
+def approvers(ctx: AppContext, system: System, role_id: str | None = None) -> set[str]:
+    return members(ctx, ctx.policy.approvers_of(system, role_id))[0]
+
+
+def may_approve(ctx: AppContext, system: System, role_id: str | None, user_id: str) -> bool:
+    principals = ctx.policy.approvers_of(system, role_id)
+    if user_id in principals:  # named directly: no directory call
+        return True
+    return user_id in members(ctx, (p for p in principals if is_group(p)))[0]
+
+
+def may_request(ctx: AppContext, system: System, user_id: str) -> bool:
+    if system.requesters is None:
+        return True
+    if user_id in system.requesters:
+        return True
+    return user_id in members(ctx, (p for p in system.requesters if is_group(p)))[0]
+
+
+def may_break_glass(ctx: AppContext, system: System, user_id: str) -> bool:
+    if system.breakglass is None:
+        return False
+    listed = system.breakglass.users
+    return user_id in listed or user_id in members(ctx, (p for p in listed if is_group(p)))[0]
+
+
+def requestable(ctx: AppContext, user_id: str) -> list[System]:
+    """The systems this person may ask for (the modal and help show only these)."""
+    return [system for system in ctx.policy.systems if may_request(ctx, system, user_id)]
+
+
+def mentions(ctx: AppContext, principals: Iterable[str]) -> str:
+    """Principals as Slack mentions: <@U…> for people; groups by handle (escaped text, since
+    a group mention needs its id, which the directory knows)."""
+    parts = []
+    for principal in principals:
+        if is_group(principal):
+            group_id = ctx.directory.group_id(principal.removeprefix("@"))
+            parts.append(f"<!subteam^{group_id}>" if group_id else principal)
+        else:
+            parts.append(f"<@{principal}>")
+    return ", ".join(parts)

@@ -82,10 +82,7 @@ def record(
     **detail: Any,
 ) -> AuditEvent:
     """Append one event to the chain, in the caller's transaction."""
-    head = db.get(AuditChainHead, HEAD_ID, with_for_update=True, populate_existing=True)
-    if head is None:  # a database migrated before the chain existed is backfilled by 0002
-        head = AuditChainHead(id=HEAD_ID, seq=0, hash=GENESIS)
-        db.add(head)
+    head = _locked_head(db)
     source = request or (session.request if session is not None else None)
     row = AuditEvent(
         seq=head.seq + 1,
@@ -104,6 +101,22 @@ def record(
     head.seq, head.hash = row.seq, row.hash
     db.add(row)
     return row
+
+
+def _locked_head(db: Session) -> AuditChainHead:
+    """The chain head, locked for the rest of this transaction (FOR UPDATE; on SQLite the
+    transaction holds the write lock). Read once per transaction: later appends in the same
+    transaction continue from it without another round trip."""
+    transaction = db.get_transaction()
+    cached = db.info.get("audit_head")
+    if cached is not None and cached[0] is transaction:
+        return cached[1]
+    head = db.get(AuditChainHead, HEAD_ID, with_for_update=True, populate_existing=True)
+    if head is None:  # a database migrated before the chain existed is backfilled by 0002
+        head = AuditChainHead(id=HEAD_ID, seq=0, hash=GENESIS)
+        db.add(head)
+    db.info["audit_head"] = (transaction, head)
+    return head
 
 
 @event.listens_for(Session, "before_flush")

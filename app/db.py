@@ -35,6 +35,7 @@ log = structlog.get_logger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_WAIT_SECONDS = 30
+READ_ONLY = "prod_access_read_only"  # execution option: a transaction that only reads
 
 
 def normalize_url(url: str) -> str:
@@ -69,6 +70,9 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
+            if conn.get_execution_options().get(READ_ONLY):
+                conn.exec_driver_sql("BEGIN")  # a WAL reader: sees the last commit, waits on no one
+                return
             if not writer.acquire(timeout=SQLITE_WAIT_SECONDS):
                 raise TimeoutError(f"SQLite was busy for {SQLITE_WAIT_SECONDS} s")
             try:
@@ -173,6 +177,16 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error."""
     with factory() as db, db.begin():
         yield db
+
+
+@contextmanager
+def reading(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A read-only look at the database. On SQLite it does not take the write lock (every
+    `transaction` does), so reads never queue behind writers; writing in it is an error."""
+    with factory() as db:
+        db.connection(execution_options={READ_ONLY: True})
+        yield db
+        db.rollback()
 
 
 def alembic_config(url: str) -> Config:

@@ -4,10 +4,10 @@ expire at once.
 Seeds N active sessions (default 10,000) of a webhook system, M of them (default 1,000)
 expiring within the same second a few seconds from now, the rest hours later; starts the bot's
 real timers (APScheduler, default settings: the sweep runs every second) in this process; and
-records at a local webhook receiver, also in this process, when each revoke arrives (and its
-Idempotency-Key, to count duplicates). Prints p50/p99/max lag from `expires_at` to arrival
-(target: p99 <= 2 s), the CPU time this process spent per revoke (the receiver's included) and
-how many database transactions the bot ran per revoke.
+records at a local webhook receiver, in a process of its own (the provider is another system),
+when each revoke arrives (and its Idempotency-Key, to count duplicates). Prints p50/p99/max lag
+from `expires_at` to arrival (target: p99 <= 2 s), the CPU time the bot's process spent per
+revoke and how many database transactions it ran per revoke.
 
     python bench/expiry_lag.py                          # SQLite, 10,000 / 1,000
     python bench/expiry_lag.py --database postgres      # a throwaway PostgreSQL server
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -33,6 +34,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,6 +89,34 @@ class Receiver:
     def revokes(self) -> list[tuple[float, str, str]]:
         with self.lock:
             return [a for a in self.arrivals if a[2] == "revoke"]
+
+
+def _serve_receiver(delay: float, pipe: Connection) -> None:
+    """The receiver's own process: sends its URL, then answers "revokes" with what arrived."""
+    receiver = Receiver(delay)
+    pipe.send(receiver.url)
+    while pipe.recv() == "revokes":
+        pipe.send(receiver.revokes())
+
+
+class ReceiverProcess:
+    """A Receiver in another process, so its work does not share the bot's CPU and GIL."""
+
+    def __init__(self, delay: float) -> None:
+        self._pipe, child = multiprocessing.Pipe()
+        self._process = multiprocessing.get_context("spawn").Process(
+            target=_serve_receiver, args=(delay, child), daemon=True
+        )
+        self._process.start()
+        self.url: str = self._pipe.recv()
+
+    def revokes(self) -> list[tuple[float, str, str]]:
+        self._pipe.send("revokes")
+        return self._pipe.recv()
+
+    def stop(self) -> None:
+        self._pipe.send("stop")
+        self._process.join(timeout=5)
 
 
 def seed(url: str, total: int, expiring: int, expires_at: datetime) -> None:
@@ -168,7 +198,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.getLogger("apscheduler").setLevel(logging.ERROR)  # "skipped: already running"
 
-    receiver = Receiver(args.provider_delay)
+    receiver = ReceiverProcess(args.provider_delay)
     with (
         tempfile.TemporaryDirectory() as tmp,
         database(args.database, args.database_url, tmp) as url,
@@ -198,6 +228,7 @@ def main() -> int:
             scheduler.shutdown(wait=True)
         cpu = time.process_time() - cpu
     revokes = receiver.revokes()
+    receiver.stop()
     keys = [key for _, key, _ in revokes]
     lags = [arrived - expires_at.timestamp() for arrived, _, _ in revokes]
     print(f"revokes received: {len(revokes)} of {args.expiring}, distinct Idempotency-Keys: "
@@ -207,7 +238,7 @@ def main() -> int:
         print(f"lag from expires_at to revoke at the provider: p50 {p50:.2f} s, "
               f"p99 {p99:.2f} s, max {max(lags):.2f} s  (target p99 <= 2 s)")  # fmt: skip
         cpu_ms, per_tx = 1000 * cpu / len(revokes), transactions.count / len(revokes)
-        print(f"per revoke: {cpu_ms:.1f} ms CPU in this process (receiver included), "
+        print(f"per revoke: {cpu_ms:.1f} ms CPU in the bot's process, "
               f"{per_tx:.2f} database transactions")  # fmt: skip
     return 0 if len(set(keys)) == args.expiring else 1
 

@@ -25,7 +25,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import Select, select
@@ -37,12 +37,19 @@ from app.db import is_postgres, transaction
 from app.logging import bound
 from app.models import AccessRequest, AccessSession, EndReason, RequestState, SessionState
 from app.operations.common import INTENT_LEASE
-from app.operations.end_session import claim_revoke, revoke_claimed, start_ending
+from app.operations.end_session import (
+    RevokeOutcome,
+    call_revoke,
+    claim_revoke,
+    record_revokes,
+    start_ending,
+)
 from app.operations.errors import OperationError
 from app.operations.grant_session import grant_session
 from app.operations.request_access import submit_request
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 #: What is due, by the kind of claim: (states, the time column that says when).
 DUE: dict[str, tuple[tuple[SessionState, ...], InstrumentedAttribute[Any]]] = {
@@ -119,19 +126,36 @@ def expire_due_sessions(ctx: AppContext) -> SweepResult:
     if not claims:
         return result
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sweep") as pool:
-        running: set[Future[None]] = set()
+        running: set[Future[RevokeOutcome | None]] = set()
+
+        def collect(block: bool) -> None:
+            """Record the revokes that came back, together: one transaction for the batch."""
+            nonlocal running
+            done, running = wait(running, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+            outcomes = [o for f in done if isinstance(o := f.result(), RevokeOutcome)]
+            if outcomes:
+                _safely(partial(record_revokes, ctx, outcomes), outcomes[0].session_id)
+
         while claims:
             result.expired += [s.id for s in claims.expired]
             result.retried += [s.id for s in claims.retried]
             result.resumed += [s.id for s in claims.resumed]
-            work = [
-                *((s.id, partial(revoke_claimed, ctx, s)) for s in claims.expired + claims.retried),
-                *((s.id, partial(grant_session, ctx, s.id)) for s in claims.resumed),
-            ]
-            running |= {pool.submit(_safely, call, session_id) for session_id, call in work}
-            while len(running) > workers:  # the next batch is claimed when it can start
-                _, running = wait(running, return_when=FIRST_COMPLETED)
-            claims = claim_due_sessions(ctx, workers)
+            running |= {
+                pool.submit(_safely, partial(call_revoke, ctx, s), s.id)
+                for s in claims.expired + claims.retried
+            }
+            running |= {
+                pool.submit(_safely, partial(grant_session, ctx, s.id), s.id)
+                for s in claims.resumed
+            }
+            collect(block=False)
+            while len(running) >= workers:  # the next batch is claimed when it can start
+                collect(block=True)
+            # What fell due meanwhile is claimed now; once nothing is, the sweep only finishes
+            # what it started (the next sweep, if the timers still run, takes what comes).
+            claims = claim_due_sessions(ctx, workers - len(running))
+        while running:
+            collect(block=True)
     return result
 
 
@@ -173,13 +197,14 @@ def announce_unposted_requests(ctx: AppContext) -> list[str]:
     return ids
 
 
-def _safely(call: Callable[[], object], session_id: str) -> None:
+def _safely(call: Callable[[], T], session_id: str) -> T | None:
     """One bad session must not stop the sweep for the others; the error is logged (and every
     line the session's work logs carries its id)."""
     with bound(session_id=session_id):
         try:
-            call()
+            return call()
         except OperationError as exc:
             log.info("sweep_skipped", reason=str(exc))
         except Exception:
             log.exception("sweep_failed")
+        return None

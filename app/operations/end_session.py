@@ -14,12 +14,14 @@ the session ends with `revoke_skipped`, and the last one to end does the real re
 
 from __future__ import annotations
 
-from sqlalchemy import Connection
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from app import audit, clock, metrics
 from app.context import AppContext
-from app.db import transaction
+from app.db import reading, transaction
 from app.models import (
     HOLDING_STATES,
     AccessSession,
@@ -37,7 +39,7 @@ from app.operations.common import (
     provider_for,
     provider_note,
 )
-from app.operations.errors import ConflictError, OperationError
+from app.operations.errors import ConflictError, NotFound, OperationError
 from app.operations.queries import sessions_of_same_access
 from app.providers.base import Provider, ProviderError, short
 
@@ -113,75 +115,120 @@ def revoke_session(ctx: AppContext, session_id: str, *, now: bool = False) -> Ac
 
 def revoke_claimed(ctx: AppContext, session: AccessSession) -> AccessSession:
     """The provider call for a session this worker has claimed (`revoking`, its lease), and
-    the outcome in one transaction. The provider is called under the holder lock, once it is
-    clear, under that lock, that no other session of the person holds the same access."""
-    session_id = session.id
-    error: str | None = None
-    note: str | None = None
-    held_by: list[str] = []
+    the outcome in one transaction."""
+    return record_revokes(ctx, [call_revoke(ctx, session)])[0]
+
+
+@dataclass(frozen=True)
+class RevokeOutcome:
+    """What the provider said about one claimed revoke (not yet recorded)."""
+
+    session_id: str
+    error: str | None = None  # None: revoked and verified gone (or still held by another)
+    note: str | None = None  # what the provider said about the change
+    held_by: tuple[str, ...] = ()  # other sessions holding the same access: no provider call
+
+
+def call_revoke(ctx: AppContext, session: AccessSession) -> RevokeOutcome:
+    """The provider call for a claimed session, under the holder lock, once it is clear, under
+    that lock, that no other session of the person holds the same access. Nothing is written:
+    `record_revokes` records the outcome (the sweep records many in one transaction)."""
     with holder_lock(session) as locked:
         held_by = _other_holders(ctx, session, locked)
-        if not held_by:
-            try:
-                with metrics.REVOKE_SECONDS.time():
-                    note = revoke_verified(provider_for(ctx, session.system_id), session)
-            except (ProviderError, OperationError) as exc:
-                error = short(exc)
+        if held_by:
+            return RevokeOutcome(session.id, held_by=tuple(held_by))
+        try:
+            with metrics.REVOKE_SECONDS.time():
+                note = revoke_verified(provider_for(ctx, session.system_id), session)
+        except (ProviderError, OperationError) as exc:
+            return RevokeOutcome(session.id, error=short(exc))
+    return RevokeOutcome(session.id, note=note)
+
+
+def record_revokes(ctx: AppContext, outcomes: list[RevokeOutcome]) -> list[AccessSession]:
+    """Record the outcomes of claimed revokes in one transaction (revoking → ended |
+    revoke_failing), then tell people. A session no longer being revoked (someone else
+    finished it) is left as it is. Returns the sessions, in the order of `outcomes`."""
+    ids = sorted(o.session_id for o in outcomes)  # one lock order for every writer
     with transaction(ctx.db) as db:
-        session = load_locked(db, AccessSession, session_id)
-        if session.state not in REVOCABLE:
-            return session
-        now = clock.now()
-        if error is None:
-            session.state = SessionState.ended
-            session.ended_at = now
-            session.next_attempt_at = None
-            session.last_error = None
-            # Set before the first audit append, which flushes the row: one UPDATE, not two.
-            reminders = ctx.policy.defaults.closeout_reminders
-            session.closeout_state = CloseoutState.prompted
-            session.reminders_sent = 0
-            session.next_reminder_at = now + reminders[0] if reminders else None
-            if held_by:
-                audit.record(
-                    db, "revoke_skipped", audit.SYSTEM_ACTOR, session=session, still_held_by=held_by
-                )
-            else:
-                audit.record(
-                    db,
-                    "revoked",
-                    audit.SYSTEM_ACTOR,
-                    session=session,
-                    identity=session.identity,
-                    grant=session.grant_name,
-                    **provider_note(note),
-                )
-            audit.record(db, "closeout_prompted", audit.SYSTEM_ACTOR, session=session)
-        else:
-            metrics.REVOKE_FAILURES.inc()
-            session.state = SessionState.revoke_failing
-            session.attempts += 1
-            session.last_error = error
-            settings = ctx.settings
-            session.next_attempt_at = now + backoff(
-                session.attempts,
-                settings.revoke_retry_base_seconds,
-                settings.revoke_retry_max_seconds,
+        rows = {
+            row.id: row
+            for row in db.scalars(
+                select(AccessSession)
+                .where(AccessSession.id.in_(ids))
+                .order_by(AccessSession.id)
+                .with_for_update(of=AccessSession)
+                .execution_options(populate_existing=True)
             )
+        }
+        missing = set(ids) - set(rows)
+        if missing:
+            raise NotFound(f"No session {sorted(missing)[0]} exists.")
+        changed = []
+        for outcome in outcomes:
+            session = rows[outcome.session_id]
+            if session.state in REVOCABLE:
+                _record_revoke(db, ctx, session, outcome)
+                changed.append(session)
+    for session in changed:
+        if session.state == SessionState.ended:
+            ctx.notify.session_ended(session)
+        else:
+            ctx.notify.revoke_failed(session)
+    return [rows[o.session_id] for o in outcomes]
+
+
+def _record_revoke(
+    db: Session, ctx: AppContext, session: AccessSession, outcome: RevokeOutcome
+) -> None:
+    now = clock.now()
+    if outcome.error is None:
+        session.state = SessionState.ended
+        session.ended_at = now
+        session.next_attempt_at = None
+        session.last_error = None
+        # Set before the first audit append, which flushes the row: one UPDATE, not two.
+        reminders = ctx.policy.defaults.closeout_reminders
+        session.closeout_state = CloseoutState.prompted
+        session.reminders_sent = 0
+        session.next_reminder_at = now + reminders[0] if reminders else None
+        if outcome.held_by:
             audit.record(
                 db,
-                "revoke_failed",
+                "revoke_skipped",
                 audit.SYSTEM_ACTOR,
                 session=session,
-                error=error,
-                attempt=session.attempts,
-                next_attempt_at=session.next_attempt_at.isoformat(),
+                still_held_by=list(outcome.held_by),
             )
-    if session.state == SessionState.ended:
-        ctx.notify.session_ended(session)
-    else:
-        ctx.notify.revoke_failed(session)
-    return session
+        else:
+            audit.record(
+                db,
+                "revoked",
+                audit.SYSTEM_ACTOR,
+                session=session,
+                identity=session.identity,
+                grant=session.grant_name,
+                **provider_note(outcome.note),
+            )
+        audit.record(db, "closeout_prompted", audit.SYSTEM_ACTOR, session=session)
+        return
+    metrics.REVOKE_FAILURES.inc()
+    session.state = SessionState.revoke_failing
+    session.attempts += 1
+    session.last_error = outcome.error
+    settings = ctx.settings
+    session.next_attempt_at = now + backoff(
+        session.attempts, settings.revoke_retry_base_seconds, settings.revoke_retry_max_seconds
+    )
+    audit.record(
+        db,
+        "revoke_failed",
+        audit.SYSTEM_ACTOR,
+        session=session,
+        error=outcome.error,
+        attempt=session.attempts,
+        next_attempt_at=session.next_attempt_at.isoformat(),
+    )
 
 
 def revoke_verified(provider: Provider, session: AccessSession) -> str | None:
@@ -204,5 +251,5 @@ def _other_holders(ctx: AppContext, session: AccessSession, locked: Connection |
     if locked is not None:
         with Session(bind=locked) as db:
             return sessions_of_same_access(db, session, HOLDING_STATES)
-    with transaction(ctx.db) as db:
+    with reading(ctx.db) as db:
         return sessions_of_same_access(db, session, HOLDING_STATES)

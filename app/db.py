@@ -183,10 +183,9 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 def reading(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A read-only look at the database. On SQLite it does not take the write lock (every
     `transaction` does), so reads never queue behind writers; writing in it is an error."""
-    with factory() as db:
+    with factory() as db:  # closing ends the transaction; the rows read stay loaded
         db.connection(execution_options={READ_ONLY: True})
         yield db
-        db.rollback()
 
 
 def alembic_config(url: str) -> Config:

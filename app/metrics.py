@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.db import reading
 from app.models import AccessRequest, AccessSession, RequestState, SessionState
 
 REGISTRY = CollectorRegistry()
@@ -53,7 +54,7 @@ class _StateCounts(Collector):
         sessions = GaugeMetricFamily(
             "prod_access_sessions", "Access sessions by state", labels=["state"]
         )
-        with self.db() as db:
+        with reading(self.db) as db:
             by_request = _count_by(db, AccessRequest.state)
             by_session = _count_by(db, AccessSession.state)
         for state in RequestState:

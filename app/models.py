@@ -148,8 +148,10 @@ class AccessRequest(Base):
     reviewed_by: Mapped[str | None] = mapped_column(String(32))
     reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    # Loaded where it is shown (the card, an approver's queue: `with_approvals`), not with
+    # every request: most loads (a revoke, attaching a card) never look at it.
     approvals: Mapped[list[Approval]] = relationship(
-        lazy="selectin", order_by="Approval.id", back_populates="request"
+        lazy="select", order_by="Approval.id", back_populates="request"
     )
 
     @property

@@ -28,6 +28,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from sqlalchemy import text
 
 from app import metrics
+from app.db import reading
 from app.runtime import Bot
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -41,7 +42,7 @@ def make_wsgi_app(bot: Bot) -> WSGIApp:
         path = environ.get("PATH_INFO", "")
         if path == "/healthz" and environ.get("REQUEST_METHOD") == "GET":
             try:
-                with bot.ctx.db() as db:
+                with reading(bot.ctx.db) as db:
                     db.execute(text("SELECT 1"))
                 status, body = "200 OK", {"ok": True}
             except Exception as exc:

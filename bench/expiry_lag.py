@@ -53,6 +53,11 @@ from tests.fakes.postgres import PostgresServer  # noqa: E402
 SECRET = "bench-webhook-secret-0123456789"
 
 
+class _BurstServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the default listen backlog, 5, refuses a burst of connections
+
+
 class Receiver:
     """Records (arrival time, Idempotency-Key, action) of every POST; answers 200."""
 
@@ -81,8 +86,7 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = _BurstServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
 

@@ -61,6 +61,19 @@ def _reset_clock() -> Iterator[None]:
     clock.reset()
 
 
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """For tests that configure logging: put the handlers and structlog back afterwards."""
+    import logging
+
+    import structlog
+
+    handlers = logging.getLogger().handlers[:]
+    yield
+    structlog.reset_defaults()
+    logging.getLogger().handlers[:] = handlers
+
+
 @pytest.fixture(scope="session")
 def slack_server() -> Iterator[FakeSlack]:
     with FakeSlack(users=USERS) as fake:
@@ -142,6 +155,7 @@ class BotHarness:
         with transaction(self.ctx.db) as db:
             row = db.get(AccessRequest, request_id)
             assert row is not None
+            row.approvals  # loaded now: tests read approved_by after the transaction  # noqa: B018
             return row
 
     def session_for(self, request_id: str) -> AccessSession | None:

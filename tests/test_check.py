@@ -7,7 +7,6 @@ is wrong and what to do, the exit status is 1 on any problem, and nothing is pos
 from __future__ import annotations
 
 import json
-import logging
 import os
 import socket
 import textwrap
@@ -15,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 
 from app.cli import main
 from app.policy import Role
@@ -514,14 +512,6 @@ def test_without_on_call_auto_approval_pagerduty_is_not_checked(
 
 
 # --- AWS, in-process under moto ---------------------------------------------------------
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    handlers = logging.getLogger().handlers[:]
-    yield
-    structlog.reset_defaults()
-    logging.getLogger().handlers[:] = handlers
 
 
 @pytest.mark.usefixtures("restore_logging")

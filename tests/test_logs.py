@@ -26,17 +26,11 @@ from app.logging import bound, ids_of, setup_logging, wants_json
 from app.slack.after_ack import AfterAck
 from app.slack.bolt_app import BoundApp
 from tests.conftest import BOB, LEAD1, SIGNING_SECRET, WEBHOOK_SECRET, eventually
+from tests.fakes.serve import ServeProcess, serve_env
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_requests import text_input
 from tests.fakes.webhook_receiver import WebhookReceiver
-from tests.test_resilience import (
-    ServeProcess,
-    grant,
-    query,
-    serve_env,
-    session_state,
-    set_expiry,
-)
+from tests.test_resilience import grant, query, session_state, set_expiry
 
 BOT_TOKEN = "xoxb-1234567890-0987654321-LogStoryBotToken"
 PROVIDER_DSN_PASSWORD = "ledger-Pa55word-never-logged"
@@ -230,16 +224,6 @@ def test_ids_of_reads_rows_and_id_strings_only() -> None:
     session = AccessSession(id="S-4M8D2QXA", request_id="R-7K3Q9X2M")
     assert ids_of(session) == {"session_id": "S-4M8D2QXA", "request_id": "R-7K3Q9X2M"}
     assert ids_of("R-7K3Q9X2M", None, 42, "PAY-184", "S-bad") == {"request_id": "R-7K3Q9X2M"}
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    import logging
-
-    handlers = logging.getLogger().handlers[:]
-    yield
-    structlog.reset_defaults()
-    logging.getLogger().handlers[:] = handlers
 
 
 @pytest.mark.usefixtures("restore_logging")

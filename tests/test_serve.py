@@ -4,13 +4,7 @@ start-up refusing bad settings and policy files with one clear line."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,88 +14,22 @@ import pytest
 from tests.conftest import (
     BOB,
     LEAD1,
-    SIGNING_SECRET,
-    WEBHOOK_SECRET,
     eventually,
     run_cli,
-    write_policy,
 )
+from tests.fakes.serve import ServeProcess, serve_env
 from tests.fakes.slack_api import FakeSlack
-from tests.fakes.slack_requests import SlackSender
 from tests.fakes.webhook_receiver import WebhookReceiver
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    def __init__(self, tmp_path: Path, env: dict[str, str]) -> None:
-        self.tmp_path, self.env = tmp_path, env
-        self.port = int(env["PORT"])
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = tmp_path / "serve.log"
-
-    def start(self) -> None:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "app", "serve", "--http"],
-                cwd=self.tmp_path,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        eventually(self.healthy, timeout=20, what=f"healthz; log:\n{self.log_text()}")
-
-    def healthy(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"server exited {self.proc.returncode}:\n{self.log_text()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    @property
-    def sender(self) -> SlackSender:
-        return SlackSender(f"http://127.0.0.1:{self.port}/slack/events", SIGNING_SECRET, "")
 
 
 @pytest.fixture
 def env(tmp_path: Path, slack: FakeSlack, webhook: WebhookReceiver) -> dict[str, str]:
-    policy = write_policy(tmp_path / "policy.yml", webhook.url)
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_"))}
-    return {
-        **clean,
-        "SLACK_BOT_TOKEN": "xoxb-serve-test",
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack.url,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
-        "POLICY_FILE": str(policy),
-        "PORT": str(_free_port()),
-        "TEST_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "LOG_FORMAT": "json",
-    }
+    return serve_env(tmp_path, slack, webhook)
 
 
 @pytest.fixture
-def server(tmp_path: Path, env: dict[str, str]) -> Iterator[Server]:
-    srv = Server(tmp_path, env)
+def server(tmp_path: Path, env: dict[str, str]) -> Iterator[ServeProcess]:
+    srv = ServeProcess(tmp_path, env)
     srv.start()
     yield srv
     srv.stop()
@@ -111,7 +39,7 @@ def _db(env: dict[str, str]) -> sqlite3.Connection:
     return sqlite3.connect(env["DATABASE_URL"].removeprefix("sqlite:///"), timeout=30)
 
 
-def _granted_session(server: Server, slack: FakeSlack, env: dict[str, str]) -> str:
+def _granted_session(server: ServeProcess, slack: FakeSlack, env: dict[str, str]) -> str:
     answer = server.sender.command("orders-api write 1h PAY-184 restart payment worker", BOB)
     assert answer.status == 200 and "on its way" in answer.text
     request_id = answer.text.split("`")[1]
@@ -133,7 +61,7 @@ def _one(env: dict[str, str], query: str, *args: object) -> object:
     return row[0] if row else None
 
 
-def test_serve_answers_health_and_signed_requests_only(server: Server) -> None:
+def test_serve_answers_health_and_signed_requests_only(server: ServeProcess) -> None:
     assert server.healthy()
     body = server.sender.command_body("help", BOB)
     assert server.sender.post(body, signed=False).status == 401
@@ -142,7 +70,7 @@ def test_serve_answers_health_and_signed_requests_only(server: Server) -> None:
 
 
 def test_session_is_revoked_within_two_seconds_of_expiry(
-    server: Server, slack: FakeSlack, webhook: WebhookReceiver, env: dict[str, str]
+    server: ServeProcess, slack: FakeSlack, webhook: WebhookReceiver, env: dict[str, str]
 ) -> None:
     session_id = _granted_session(server, slack, env)
     expires = datetime.now(UTC) + timedelta(seconds=1)
@@ -161,7 +89,7 @@ def test_session_is_revoked_within_two_seconds_of_expiry(
 
 
 def test_sessions_that_expired_while_the_bot_was_down_are_revoked_at_start(
-    server: Server, slack: FakeSlack, webhook: WebhookReceiver, env: dict[str, str]
+    server: ServeProcess, slack: FakeSlack, webhook: WebhookReceiver, env: dict[str, str]
 ) -> None:
     session_id = _granted_session(server, slack, env)
     server.stop()
@@ -220,13 +148,13 @@ def test_bad_policy_stops_start_with_file_line_and_reason(
     assert f"policy.yml:{line}: systems[0].provider: unknown provider 'carrier-pigeon'" in (
         unknown.stderr
     )
-    policy.write_text(good.replace("timeout: 2", "timeout: soon"))
+    policy.write_text(good.replace("timeout: 10", "timeout: soon"))
     config = run_cli(tmp_path, env, "serve", "--http")
     assert config.returncode == 2 and "systems[0].config.timeout" in config.stderr
 
 
 def test_audit_command_prints_the_trail_as_table_and_json(
-    server: Server, slack: FakeSlack, env: dict[str, str], tmp_path: Path
+    server: ServeProcess, slack: FakeSlack, env: dict[str, str], tmp_path: Path
 ) -> None:
     import json
 
@@ -243,7 +171,11 @@ def test_audit_command_prints_the_trail_as_table_and_json(
 
 
 def test_operator_lists_sessions_and_revokes_one_from_the_command_line(
-    server: Server, slack: FakeSlack, webhook: WebhookReceiver, env: dict[str, str], tmp_path: Path
+    server: ServeProcess,
+    slack: FakeSlack,
+    webhook: WebhookReceiver,
+    env: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     import getpass
     import json

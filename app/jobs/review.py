@@ -10,6 +10,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from app import clock
 from app.context import AppContext
+from app.db import reading
 from app.policy import parse_duration
 from app.review import Review, build_review
 
@@ -17,7 +18,7 @@ from app.review import Review, build_review
 def review_of_last_period(ctx: AppContext) -> Review:
     until = clock.now()
     since = until - parse_duration(ctx.settings.review_period)
-    with ctx.db() as db:
+    with reading(ctx.db) as db:
         return build_review(db, ctx.policy, since, until)
 
 

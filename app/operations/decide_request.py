@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app import audit, clock
 from app.context import AppContext
-from app.db import transaction
+from app.db import reading, transaction
 from app.models import (
     AccessRequest,
     AccessSession,
@@ -52,7 +52,7 @@ class Decision:
 
 
 def _read(ctx: AppContext, request_id: str) -> AccessRequest:
-    with ctx.db() as db:
+    with reading(ctx.db) as db:
         request = db.get(AccessRequest, request_id)
         if request is None:
             raise NotFound(f"No request {request_id} exists.")

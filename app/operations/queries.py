@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from app.models import AccessRequest, AccessSession, RequestState, ReviewState, SessionState
 
@@ -61,11 +61,16 @@ def open_sessions(db: Session, user_id: str) -> list[AccessSession]:
     )
 
 
+#: Load a request's approvals with it (for the card and an approver's queue).
+with_approvals = selectinload(AccessRequest.approvals)
+
+
 def pending_all(db: Session, limit: int = 200) -> list[AccessRequest]:
     """Every pending request, oldest first (an approver's queue is filtered from these)."""
     return list(
         db.scalars(
             select(AccessRequest)
+            .options(with_approvals)
             .where(AccessRequest.state == RequestState.pending)
             .order_by(AccessRequest.created_at)
             .limit(limit)
@@ -78,6 +83,7 @@ def reviews_due(db: Session, limit: int = 100) -> list[AccessRequest]:
     return list(
         db.scalars(
             select(AccessRequest)
+            .options(with_approvals)
             .where(AccessRequest.review_state == ReviewState.due)
             .order_by(AccessRequest.created_at)
             .limit(limit)

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app import audit, clock
 from app.context import AppContext
-from app.db import transaction
+from app.db import reading, transaction
 from app.models import (
     AccessRequest,
     AccessSession,
@@ -30,8 +30,9 @@ from app.models import (
 from app.operations import people
 from app.operations.common import load_locked, new_id
 from app.operations.decide_request import Decision, approve_by_policy
-from app.operations.errors import ConflictError, InvalidRequest, NotAllowed
+from app.operations.errors import ConflictError, InvalidRequest, NotAllowed, NotFound
 from app.operations.grant_session import grant_session
+from app.operations.queries import with_approvals
 from app.policy import Policy, Role, System, format_duration, parse_duration
 
 log = structlog.get_logger(__name__)
@@ -263,10 +264,10 @@ def request_extension(
 def submit_request(ctx: AppContext, request_id: str) -> Decision | None:
     """After the request is stored: let the policy decide what it decides alone, post the card
     (it shows how the request was decided, or asks the approvers), grant what was approved."""
-    decision = decide_by_policy(ctx, request_id)
-    with ctx.db() as db:
-        request = db.get(AccessRequest, request_id)
-        assert request is not None
+    request = _read_with_approvals(ctx, request_id)
+    decision = decide_by_policy(ctx, request) if request.state == RequestState.pending else None
+    if decision is not None:
+        request = _read_with_approvals(ctx, request_id)
     ctx.notify.request_created(request)
     session = decision.session if decision else None
     if session is not None and session.state == SessionState.granting:
@@ -274,13 +275,18 @@ def submit_request(ctx: AppContext, request_id: str) -> Decision | None:
     return decision
 
 
-def decide_by_policy(ctx: AppContext, request_id: str) -> Decision | None:
+def _read_with_approvals(ctx: AppContext, request_id: str) -> AccessRequest:
+    with reading(ctx.db) as db:
+        request = db.get(AccessRequest, request_id, options=[with_approvals])
+        if request is None:
+            raise NotFound(f"No request {request_id} exists.")
+        return request
+
+
+def decide_by_policy(ctx: AppContext, request: AccessRequest) -> Decision | None:
     """Break-glass, staging tier, auto_approve, on call: approved now. Otherwise None (the
     approvers decide). PagerDuty unreachable means approvers decide, never a grant."""
-    with ctx.db() as db:
-        request = db.get(AccessRequest, request_id)
-        if request is None or request.state != RequestState.pending:
-            return None
+    request_id = request.id
     system = ctx.policy.system(request.system_id)
     role = system.role(request.role_id) if system else None
     if system is None or role is None:
@@ -320,6 +326,8 @@ def on_call(ctx: AppContext, request: AccessRequest, schedule: str) -> bool:
 def attach_card(ctx: AppContext, request_id: str, channel: str, ts: str) -> None:
     """Remember where the approval card was posted, so later steps update it and thread under it."""
     with transaction(ctx.db) as db:
-        request = db.get(AccessRequest, request_id, with_for_update=True)
-        if request is not None:
-            request.card_channel, request.card_ts = channel, ts
+        db.execute(
+            update(AccessRequest)
+            .where(AccessRequest.id == request_id)
+            .values(card_channel=channel, card_ts=ts)
+        )

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from app import audit, clock
 from app.context import AppContext
-from app.db import transaction
+from app.db import reading, transaction
 from app.models import AccessRequest, AccessSession, EndReason, ReviewState
 from app.operations.common import load_locked
 from app.operations.decide_request import check_decider
@@ -27,7 +27,7 @@ def review_breakglass(
 ) -> AccessRequest:
     """due → acknowledged | flagged. Flagged ends the access now."""
     assert outcome in (ReviewState.acknowledged, ReviewState.flagged)
-    with ctx.db() as db:
+    with reading(ctx.db) as db:
         request = db.get(AccessRequest, request_id)
         if request is None:
             raise NotFound(f"No request {request_id} exists.")

@@ -15,7 +15,7 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from app.context import AppContext
-from app.db import transaction
+from app.db import reading, transaction
 from app.models import AccessRequest, AccessSession, EndReason, ReviewState, SessionState
 from app.operations import people, queries
 from app.operations.decide_request import (
@@ -139,7 +139,7 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
     def on_home_opened(ack: Ack, event: dict) -> None:
         ack()
         if event.get("tab", "home") == "home":
-            later(ctx.notify.home_changed, [event["user"]])
+            later(ctx.notify.home_opened, event["user"])
 
     # --- the request modal ---
     @app.action(Action.system_select)
@@ -301,7 +301,7 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
         """A button that opens a modal: the clicker is checked first (refused: told so)."""
 
         def checked() -> Any:
-            with ctx.db() as db:
+            with reading(ctx.db) as db:
                 row = db.get(model, row_id)
             if row is None:
                 raise NotFound(f"No {model.__name__} {row_id} exists.")

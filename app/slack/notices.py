@@ -19,10 +19,11 @@ from typing import Any, TypeVar
 import structlog
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import clock, metrics
+from app.db import reading
 from app.models import (
     AccessRequest,
     AccessSession,
@@ -40,6 +41,7 @@ from app.slack.outbox import NoticeOutbox, describe
 from app.slack.text import escape, quote, slack_date
 
 log = structlog.get_logger(__name__)
+HOME_FRESH_SECONDS = 3600  # an opened Home tab is republished on changes for this long
 F = TypeVar("F", bound=Callable[..., None])
 
 
@@ -76,6 +78,8 @@ class SlackNotifier:
         self.db = db
         self._ctx: Any = None  # set by bind(): card ids and approver groups need the context
         self.outbox: NoticeOutbox | None = None  # set by use_outbox()
+        self._viewers: dict[str, float] = {}  # who opened the Home tab, when (monotonic)
+        self._viewers_lock = threading.Lock()
 
     def bind(self, ctx: Any) -> None:
         self._ctx = ctx
@@ -83,8 +87,8 @@ class SlackNotifier:
     # --- helpers ---
     def _load(self, request_id: str) -> tuple[AccessRequest | None, AccessSession | None]:
         """The request and its session (for an extension: the session it extends)."""
-        with self.db() as db:
-            request = db.get(AccessRequest, request_id)
+        with reading(self.db) as db:
+            request = db.get(AccessRequest, request_id, options=[queries.with_approvals])
             if request is not None and request.kind == RequestKind.extension:
                 session = db.get(AccessSession, request.extends_session_id)
             else:
@@ -116,7 +120,7 @@ class SlackNotifier:
         belong to the original access)."""
         if request is None or request.kind != RequestKind.extension:
             return request
-        with self.db() as db:
+        with reading(self.db) as db:
             session = db.get(AccessSession, request.extends_session_id)
             return session.request if session is not None else None
 
@@ -134,18 +138,27 @@ class SlackNotifier:
         self.client.chat_postMessage(channel=user_id, text=text, blocks=blocks)
 
     def _homes_of(self, request: AccessRequest | None) -> None:
-        """Republish the Home tab of the requester and of the people who may decide."""
+        """Republish the Home tab of the requester and of the people who may decide, for those
+        who opened it lately (opening it always publishes it fresh, so nobody else needs it:
+        a burst of requests must not turn into a burst of views.publish for every approver)."""
         if request is None:
+            return
+        with self._viewers_lock:
+            cutoff = time.monotonic() - HOME_FRESH_SECONDS
+            viewers = {user for user, opened in self._viewers.items() if opened > cutoff}
+        if not viewers:
             return
         users = [request.requester_id]
         system = self.policy.system(request.system_id)
         if system is not None and self._ctx is not None:
             users += sorted(people.approvers(self._ctx, system, request.role_id))
-        self._publish_homes(users)
+        self._publish_homes([user for user in users if user in viewers])
 
     def _publish_homes(self, user_ids: list[str]) -> None:
+        if not user_ids:
+            return
         now = clock.now()
-        with self.db() as db:
+        with reading(self.db) as db:
             pending = queries.pending_all(db)
             reviews = queries.reviews_due(db)
             homes = {
@@ -181,14 +194,26 @@ class SlackNotifier:
 
     # --- Notifier ---
     @_never_raises
-    def home_changed(self, user_ids: list[str]) -> None:
-        self._publish_homes(user_ids)
+    def home_opened(self, user_id: str) -> None:
+        """Someone opened the Home tab: publish it, and keep it fresh for a while."""
+        with self._viewers_lock:
+            self._viewers[user_id] = time.monotonic()
+        self._publish_homes([user_id])
 
     @_never_raises
     def request_created(self, request: AccessRequest) -> None:
         channel = request.card_channel or ""
-        request, session = self._load(request.id)
-        assert request is not None
+        session = None
+        # A pending access request read with its approvals (submit_request) is what the card
+        # shows; anything else is read again, with the session it has (or extends) by now.
+        if (
+            request.state != RequestState.pending
+            or request.kind != RequestKind.access
+            or "approvals" in inspect(request).unloaded
+        ):
+            loaded, session = self._load(request.id)
+            assert loaded is not None
+            request = loaded
         try:
             posted = self.client.chat_postMessage(
                 channel=channel,

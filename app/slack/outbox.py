@@ -46,7 +46,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app import clock, metrics
 from app.config import Settings
 from app.context import AppContext
-from app.db import transaction
+from app.db import reading, transaction
 from app.logging import bound, ids_of
 from app.models import AccessRequest, AccessSession, PendingNotice
 from app.operations.common import backoff
@@ -228,7 +228,7 @@ class NoticeOutbox:
         knows the request has one."""
         if not self._is_waiting(request_id):
             return None
-        with self.db() as db:
+        with reading(self.db) as db:
             head = db.scalars(
                 select(PendingNotice)
                 .where(PendingNotice.request_id == request_id, PendingNotice.failed_at.is_(None))
@@ -304,7 +304,7 @@ class NoticeOutbox:
             return request_id in self._waiting
 
     def _read_waiting(self) -> set[str]:
-        with self.db() as db:
+        with reading(self.db) as db:
             return set(
                 db.scalars(
                     select(PendingNotice.request_id).where(
@@ -371,7 +371,7 @@ class NoticeOutbox:
     ) -> bool:
         """Send one row again; False when it failed and will be tried later."""
         try:
-            with self.db() as db:
+            with reading(self.db) as db:
                 args, kwargs = decode_args(db, encoded)
             deliver = _undecorated(notifier, notice)
         except LookupError as exc:

@@ -40,6 +40,9 @@ class Reply:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default listen backlog is 5: a burst of provider calls from two sweeping
+    # replicas (a new connection per call) would be refused, which no real target does.
+    request_queue_size = 256
     handle: Callable[[Request], Reply]
 
 

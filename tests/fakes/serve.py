@@ -53,6 +53,12 @@ class ServeProcess:
         except OSError:
             return False
 
+    def kill(self) -> None:
+        """SIGKILL: no handler runs, nothing is finished (a crash, an OOM kill)."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
     def terminate(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -37,7 +37,9 @@ class Settings(BaseSettings):
 
     # --- Timers ---
     expiry_interval_seconds: float = Field(default=1.0, gt=0, le=60)
-    sweep_workers: int = Field(default=16, ge=1, le=128)
+    # 0: chosen for the database (64 on SQLite; 16 on PostgreSQL, where each call in flight
+    # holds a connection for its advisory lock)
+    sweep_workers: int = Field(default=0, ge=0, le=128)
     reminder_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
     revoke_retry_base_seconds: float = Field(default=5.0, gt=0)
     revoke_retry_max_seconds: float = Field(default=300.0, gt=0)
@@ -119,6 +121,12 @@ class Settings(BaseSettings):
 
         parse_duration(value)
         return value
+
+    @model_validator(mode="after")
+    def _sweep_workers_for_database(self) -> Settings:
+        if self.sweep_workers == 0:
+            self.sweep_workers = 64 if self.database_url.startswith("sqlite") else 16
+        return self
 
     def require_slack(self, *, socket: bool) -> None:
         """Raise SettingsError naming the first Slack credential the chosen mode lacks."""

@@ -12,7 +12,7 @@ revoke and how many database transactions it ran per revoke.
     python bench/expiry_lag.py                          # SQLite, 10,000 / 1,000
     python bench/expiry_lag.py --database postgres      # a throwaway PostgreSQL server
     python bench/expiry_lag.py --database-url postgresql://postgres@127.0.0.1:5432/bench
-    python bench/expiry_lag.py --sweep-workers 64       # SWEEP_WORKERS (default 16)
+    python bench/expiry_lag.py --sweep-workers 16       # SWEEP_WORKERS (default 64 on SQLite)
 
 `--database postgres` starts its own server with the tests' helper (tests/fakes/postgres.py,
 Debian's `postgresql` package). Two processes sweeping one PostgreSQL: bench/replicas.py.

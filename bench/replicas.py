@@ -14,7 +14,7 @@ missed and every session ended.
 
     python bench/replicas.py                       # 2 replicas, 10,000 / 1,000
     python bench/replicas.py --replicas 1          # the same with one process
-    python bench/replicas.py --sweep-workers 64    # SWEEP_WORKERS (default 16)
+    python bench/replicas.py --sweep-workers 64    # SWEEP_WORKERS (default 16 on PostgreSQL)
 
 Only localhost traffic; stops by itself (--time-limit).
 """
@@ -101,7 +101,7 @@ def main() -> int:
         try:
             for process in replicas:
                 _wait_until_ready(process)
-            workers = args.sweep_workers or Settings.model_fields["sweep_workers"].default
+            workers = args.sweep_workers or Settings(database_url="postgresql://").sweep_workers
             print(f"{args.replicas} replica(s) on one PostgreSQL, each sweeping every second "
                   f"with {workers} workers; provider answers after "
                   f"{args.provider_delay * 1000:.0f} ms")  # fmt: skip

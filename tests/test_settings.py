@@ -63,3 +63,21 @@ def test_tokens_and_secrets_never_reach_a_log_line(capsys: pytest.CaptureFixture
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert lines[0]["token"] == "[secret]" and lines[0]["url"] == "https://slack.com/api/"
     assert "db.internal:5432/checkout" in lines[1]["url"]
+
+
+@pytest.mark.parametrize(
+    ("env", "workers"),
+    [
+        ({}, 64),  # SQLite: one process, no connection per call
+        ({"DATABASE_URL": "postgresql://bot@db/prod_access"}, 16),  # a connection per call
+        ({"DATABASE_URL": "postgresql://bot@db/prod_access", "SWEEP_WORKERS": "40"}, 40),
+    ],
+)
+def test_sweep_workers_default_follows_the_database(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], workers: int
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("SWEEP_WORKERS", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings(_env_file=None).sweep_workers == workers

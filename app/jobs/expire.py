@@ -20,12 +20,11 @@ On SQLite the database's write lock serializes the claims; one process is the su
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 from sqlalchemy import Select, select
@@ -34,7 +33,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from app import audit, clock
 from app.context import AppContext
 from app.db import is_postgres, transaction
-from app.logging import bound
+from app.jobs.safely import safely
 from app.models import AccessRequest, AccessSession, EndReason, RequestState, SessionState
 from app.operations.common import INTENT_LEASE
 from app.operations.end_session import (
@@ -44,12 +43,10 @@ from app.operations.end_session import (
     record_revokes,
     start_ending,
 )
-from app.operations.errors import OperationError
 from app.operations.grant_session import grant_session
 from app.operations.request_access import submit_request
 
 log = structlog.get_logger(__name__)
-T = TypeVar("T")
 
 #: What is due, by the kind of claim: (states, the time column that says when).
 DUE: dict[str, tuple[tuple[SessionState, ...], InstrumentedAttribute[Any]]] = {
@@ -134,18 +131,22 @@ def expire_due_sessions(ctx: AppContext) -> SweepResult:
             done, running = wait(running, timeout=None if block else 0, return_when=FIRST_COMPLETED)
             outcomes = [o for f in done if isinstance(o := f.result(), RevokeOutcome)]
             if outcomes:
-                _safely(partial(record_revokes, ctx, outcomes), outcomes[0].session_id)
+                safely(
+                    "sweep",
+                    partial(record_revokes, ctx, outcomes),
+                    session_id=outcomes[0].session_id,
+                )
 
         while claims:
             result.expired += [s.id for s in claims.expired]
             result.retried += [s.id for s in claims.retried]
             result.resumed += [s.id for s in claims.resumed]
             running |= {
-                pool.submit(_safely, partial(call_revoke, ctx, s), s.id)
+                pool.submit(safely, "sweep", partial(call_revoke, ctx, s), session_id=s.id)
                 for s in claims.expired + claims.retried
             }
             running |= {
-                pool.submit(_safely, partial(grant_session, ctx, s.id), s.id)
+                pool.submit(safely, "sweep", partial(grant_session, ctx, s.id), session_id=s.id)
                 for s in claims.resumed
             }
             collect(block=False)
@@ -189,22 +190,5 @@ def announce_unposted_requests(ctx: AppContext) -> list[str]:
             )
         )
     for request_id in ids:
-        with bound(request_id=request_id):
-            try:
-                submit_request(ctx, request_id)
-            except Exception:
-                log.exception("submit_at_start_failed")
+        safely("submit_at_start", partial(submit_request, ctx, request_id), request_id=request_id)
     return ids
-
-
-def _safely(call: Callable[[], T], session_id: str) -> T | None:
-    """One bad session must not stop the sweep for the others; the error is logged (and every
-    line the session's work logs carries its id)."""
-    with bound(session_id=session_id):
-        try:
-            return call()
-        except OperationError as exc:
-            log.info("sweep_skipped", reason=str(exc))
-        except Exception:
-            log.exception("sweep_failed")
-        return None

@@ -8,21 +8,20 @@ replica that comes second finds it already sent (tests/test_replicas.py). No cla
 
 from __future__ import annotations
 
-import structlog
+from functools import partial
+
 from sqlalchemy import select
 
 from app import clock
 from app.context import AppContext
-from app.db import transaction
-from app.logging import bound
+from app.db import reading
+from app.jobs.safely import safely
 from app.models import AccessSession, CloseoutState
 from app.operations.record_closeout import remind_closeout
 
-log = structlog.get_logger(__name__)
-
 
 def send_closeout_reminders(ctx: AppContext) -> list[str]:
-    with transaction(ctx.db) as db:
+    with reading(ctx.db) as db:
         due = list(
             db.scalars(
                 select(AccessSession.id).where(
@@ -31,12 +30,10 @@ def send_closeout_reminders(ctx: AppContext) -> list[str]:
                 )
             )
         )
-    sent = []
-    for session_id in due:
-        with bound(session_id=session_id):
-            try:
-                if remind_closeout(ctx, session_id):
-                    sent.append(session_id)
-            except Exception:
-                log.exception("closeout_reminder_failed")
-    return sent
+    return [
+        session_id
+        for session_id in due
+        if safely(
+            "closeout_reminder", partial(remind_closeout, ctx, session_id), session_id=session_id
+        )
+    ]

@@ -5,25 +5,25 @@ Both re-check under a row lock, so several replicas running them at once act onc
 
 from __future__ import annotations
 
-import structlog
+from functools import partial
+
 from sqlalchemy import or_, select
 
 from app import clock
 from app.context import AppContext
-from app.db import transaction
-from app.logging import bound
+from app.db import reading
+from app.jobs.safely import safely
 from app.models import AccessRequest, AccessSession, RequestKind, RequestState, ReviewState
 from app.models import SessionState as S
 from app.operations.decide_request import lapse_request
 from app.operations.review_breakglass import escalate_breakglass
 
-log = structlog.get_logger(__name__)
 BATCH = 500
 
 
 def lapse_stale_requests(ctx: AppContext) -> list[str]:
     now = clock.now()
-    with transaction(ctx.db) as db:
+    with reading(ctx.db) as db:
         overdue = list(
             db.scalars(
                 select(AccessRequest.id)
@@ -45,18 +45,18 @@ def lapse_stale_requests(ctx: AppContext) -> list[str]:
         )
     lapsed = []
     for request_id in overdue:
-        if _safely(lapse_request, ctx, request_id, "nobody decided in time"):
+        if _lapse(ctx, request_id, "nobody decided in time"):
             lapsed.append(request_id)
     for request_id in orphaned:
-        if request_id not in overdue and _safely(
-            lapse_request, ctx, request_id, "the access ended before the extension was decided"
+        if request_id not in overdue and _lapse(
+            ctx, request_id, "the access ended before the extension was decided"
         ):
             lapsed.append(request_id)
     return lapsed
 
 
 def escalate_unreviewed_breakglass(ctx: AppContext) -> list[str]:
-    with transaction(ctx.db) as db:
+    with reading(ctx.db) as db:
         due = list(
             db.scalars(
                 select(AccessRequest.id)
@@ -67,13 +67,14 @@ def escalate_unreviewed_breakglass(ctx: AppContext) -> list[str]:
                 .limit(BATCH)
             )
         )
-    return [rid for rid in due if _safely(escalate_breakglass, ctx, rid)]
+    return [
+        rid
+        for rid in due
+        if safely("breakglass_escalation", partial(escalate_breakglass, ctx, rid), request_id=rid)
+    ]
 
 
-def _safely(fn: object, ctx: AppContext, request_id: str, *args: object) -> object:
-    with bound(request_id=request_id):
-        try:
-            return fn(ctx, request_id, *args)  # type: ignore[operator]
-        except Exception:
-            log.exception("request_timer_failed", job=getattr(fn, "__name__", "?"))
-            return None
+def _lapse(ctx: AppContext, request_id: str, why: str) -> object:
+    return safely(
+        "request_lapse", partial(lapse_request, ctx, request_id, why), request_id=request_id
+    )

@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from app.context import AppContext
-from app.db import advisory_lock, database_of, is_postgres, lock_key
+from app.db import advisory_lock, database_of, is_postgres, lock_key, reading
 from app.models import AccessRequest, AccessSession
 from app.operations import people
 from app.operations.errors import NotAllowed, NotFound
@@ -35,7 +35,19 @@ def new_id(prefix: str) -> str:
 
 def load_locked(db: Session, model: type[Row], row_id: str) -> Row:
     """The row, locked for this transaction (FOR UPDATE on PostgreSQL; SQLite locks the db)."""
-    row = db.get(model, row_id, with_for_update=True, populate_existing=True)
+    return _found(
+        model, row_id, db.get(model, row_id, with_for_update=True, populate_existing=True)
+    )
+
+
+def read_row(ctx: AppContext, model: type[Row], row_id: str, *options: Any) -> Row:
+    """The row as it is now, for a check or a message (no lock, no transaction held after);
+    `options` load more with it (e.g. queries.with_approvals)."""
+    with reading(ctx.db) as db:
+        return _found(model, row_id, db.get(model, row_id, options=list(options)))
+
+
+def _found(model: type[Row], row_id: str, row: Row | None) -> Row:
     if row is None:
         kind = "request" if model is AccessRequest else "session"
         raise NotFound(f"No {kind} {row_id} exists.")

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app import audit, clock
 from app.context import AppContext
-from app.db import reading, transaction
+from app.db import transaction
 from app.models import (
     AccessRequest,
     AccessSession,
@@ -31,8 +31,8 @@ from app.models import (
     SessionState,
 )
 from app.operations import people
-from app.operations.common import INTENT_LEASE, load_locked, new_id
-from app.operations.errors import ConflictError, NotAllowed, NotFound
+from app.operations.common import INTENT_LEASE, load_locked, new_id, read_row
+from app.operations.errors import ConflictError, NotAllowed
 from app.policy import format_duration
 
 DENY_REASON_MAX = 500
@@ -49,14 +49,6 @@ class Decision:
     @property
     def approved(self) -> bool:
         return self.request.state == RequestState.approved
-
-
-def _read(ctx: AppContext, request_id: str) -> AccessRequest:
-    with reading(ctx.db) as db:
-        request = db.get(AccessRequest, request_id)
-        if request is None:
-            raise NotFound(f"No request {request_id} exists.")
-        return request
 
 
 def check_decider(ctx: AppContext, request: AccessRequest, user_id: str, verb: str) -> None:
@@ -88,7 +80,7 @@ def _check_pending(request: AccessRequest) -> None:
 
 def approve_request(ctx: AppContext, request_id: str, approver_id: str) -> Decision:
     """Count one approval; at the role's approvals_required the request is approved."""
-    check_decider(ctx, _read(ctx, request_id), approver_id, "approve")
+    check_decider(ctx, read_row(ctx, AccessRequest, request_id), approver_id, "approve")
     with transaction(ctx.db) as db:
         request = load_locked(db, AccessRequest, request_id)
         _check_pending(request)
@@ -217,7 +209,7 @@ def approve_by_policy(ctx: AppContext, request_id: str, route: Route, rule: str)
 def deny_request(
     ctx: AppContext, request_id: str, approver_id: str, reason: str | None = None
 ) -> AccessRequest:
-    check_decider(ctx, _read(ctx, request_id), approver_id, "deny")
+    check_decider(ctx, read_row(ctx, AccessRequest, request_id), approver_id, "deny")
     reason = (reason or "").strip()[:DENY_REASON_MAX] or None
     with transaction(ctx.db) as db:
         request = load_locked(db, AccessRequest, request_id)

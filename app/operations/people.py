@@ -38,26 +38,24 @@ def approvers(ctx: AppContext, system: System, role_id: str | None = None) -> se
     return members(ctx, ctx.policy.approvers_of(system, role_id))[0]
 
 
-def may_approve(ctx: AppContext, system: System, role_id: str | None, user_id: str) -> bool:
-    principals = ctx.policy.approvers_of(system, role_id)
-    if user_id in principals:  # named directly: no directory call
+def is_among(ctx: AppContext, principals: Iterable[str], user_id: str) -> bool:
+    """Is the person named, directly or through a user group? (A direct name asks no one.)"""
+    principals = list(principals)
+    if user_id in principals:
         return True
     return user_id in members(ctx, (p for p in principals if is_group(p)))[0]
 
 
+def may_approve(ctx: AppContext, system: System, role_id: str | None, user_id: str) -> bool:
+    return is_among(ctx, ctx.policy.approvers_of(system, role_id), user_id)
+
+
 def may_request(ctx: AppContext, system: System, user_id: str) -> bool:
-    if system.requesters is None:
-        return True
-    if user_id in system.requesters:
-        return True
-    return user_id in members(ctx, (p for p in system.requesters if is_group(p)))[0]
+    return system.requesters is None or is_among(ctx, system.requesters, user_id)
 
 
 def may_break_glass(ctx: AppContext, system: System, user_id: str) -> bool:
-    if system.breakglass is None:
-        return False
-    listed = system.breakglass.users
-    return user_id in listed or user_id in members(ctx, (p for p in listed if is_group(p)))[0]
+    return system.breakglass is not None and is_among(ctx, system.breakglass.users, user_id)
 
 
 def requestable(ctx: AppContext, user_id: str) -> list[System]:

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 
 from app import audit, clock
 from app.context import AppContext
-from app.db import reading, transaction
+from app.db import transaction
 from app.models import (
     AccessRequest,
     AccessSession,
@@ -28,9 +28,9 @@ from app.models import (
     SessionState,
 )
 from app.operations import people
-from app.operations.common import load_locked, new_id
+from app.operations.common import load_locked, new_id, read_row
 from app.operations.decide_request import Decision, approve_by_policy
-from app.operations.errors import ConflictError, InvalidRequest, NotAllowed, NotFound
+from app.operations.errors import ConflictError, InvalidRequest, NotAllowed
 from app.operations.grant_session import grant_session
 from app.operations.queries import with_approvals
 from app.policy import Policy, Role, System, format_duration, parse_duration
@@ -116,15 +116,16 @@ def validate(
 def create_request(ctx: AppContext, requester_id: str, form: RequestForm) -> AccessRequest:
     """Validate, store and audit a pending request (InvalidRequest says what is wrong).
     `submit_request` is the caller's next step (Slack: after the ack)."""
+    visible = people.requestable(ctx, requester_id)
     asked = ctx.policy.system(form.system.strip())
-    if asked is not None and not people.may_request(ctx, asked, requester_id):
+    if asked is not None and asked not in visible:
         raise InvalidRequest(
             {
                 "system": f"You are not on the list of people who may request {asked.id}. "
                 f"Ask one of its approvers ({people.mentions(ctx, asked.approvers)}) to add you."
             }
         )
-    valid = validate(ctx.policy, form, people.requestable(ctx, requester_id))
+    valid = validate(ctx.policy, form, visible)
     system = ctx.policy.system(valid.system)
     assert system is not None
     if valid.breakglass and not people.may_break_glass(ctx, system, requester_id):
@@ -264,23 +265,15 @@ def request_extension(
 def submit_request(ctx: AppContext, request_id: str) -> Decision | None:
     """After the request is stored: let the policy decide what it decides alone, post the card
     (it shows how the request was decided, or asks the approvers), grant what was approved."""
-    request = _read_with_approvals(ctx, request_id)
+    request = read_row(ctx, AccessRequest, request_id, with_approvals)
     decision = decide_by_policy(ctx, request) if request.state == RequestState.pending else None
     if decision is not None:
-        request = _read_with_approvals(ctx, request_id)
+        request = read_row(ctx, AccessRequest, request_id, with_approvals)
     ctx.notify.request_created(request)
     session = decision.session if decision else None
     if session is not None and session.state == SessionState.granting:
         grant_session(ctx, session.id)
     return decision
-
-
-def _read_with_approvals(ctx: AppContext, request_id: str) -> AccessRequest:
-    with reading(ctx.db) as db:
-        request = db.get(AccessRequest, request_id, options=[with_approvals])
-        if request is None:
-            raise NotFound(f"No request {request_id} exists.")
-        return request
 
 
 def decide_by_policy(ctx: AppContext, request: AccessRequest) -> Decision | None:

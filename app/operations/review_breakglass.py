@@ -14,12 +14,12 @@ from sqlalchemy import select
 
 from app import audit, clock
 from app.context import AppContext
-from app.db import reading, transaction
+from app.db import transaction
 from app.models import AccessRequest, AccessSession, EndReason, ReviewState
-from app.operations.common import load_locked
+from app.operations.common import load_locked, read_row
 from app.operations.decide_request import check_decider
 from app.operations.end_session import end_session
-from app.operations.errors import ConflictError, NotFound
+from app.operations.errors import ConflictError
 
 
 def review_breakglass(
@@ -27,11 +27,7 @@ def review_breakglass(
 ) -> AccessRequest:
     """due → acknowledged | flagged. Flagged ends the access now."""
     assert outcome in (ReviewState.acknowledged, ReviewState.flagged)
-    with reading(ctx.db) as db:
-        request = db.get(AccessRequest, request_id)
-        if request is None:
-            raise NotFound(f"No request {request_id} exists.")
-    check_decider(ctx, request, reviewer_id, "review")
+    check_decider(ctx, read_row(ctx, AccessRequest, request_id), reviewer_id, "review")
     with transaction(ctx.db) as db:
         request = load_locked(db, AccessRequest, request_id)
         if request.review_state != ReviewState.due:

@@ -15,9 +15,10 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from app.context import AppContext
-from app.db import reading, transaction
+from app.db import transaction
 from app.models import AccessRequest, AccessSession, EndReason, ReviewState, SessionState
 from app.operations import people, queries
+from app.operations.common import read_row
 from app.operations.decide_request import (
     approve_request,
     cancel_request,
@@ -27,7 +28,6 @@ from app.operations.decide_request import (
 from app.operations.end_session import end_session
 from app.operations.errors import (
     InvalidRequest,
-    NotFound,
     OperationError,
 )
 from app.operations.grant_session import grant_session, retry_grant
@@ -301,10 +301,7 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
         """A button that opens a modal: the clicker is checked first (refused: told so)."""
 
         def checked() -> Any:
-            with reading(ctx.db) as db:
-                row = db.get(model, row_id)
-            if row is None:
-                raise NotFound(f"No {model.__name__} {row_id} exists.")
+            row = read_row(ctx, model, row_id)
             check(row, body["user"]["id"])
             return row
 
@@ -323,11 +320,8 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
             )
             return
         try:
-            with transaction(ctx.db) as db:
-                session = db.get(AccessSession, view["private_metadata"])
-                if session is None:
-                    raise NotFound("That session no longer exists.")
-                check_closeout_writer(session, body["user"]["id"])
+            session = read_row(ctx, AccessSession, view["private_metadata"])
+            check_closeout_writer(session, body["user"]["id"])
         except OperationError as exc:
             ack(response_action="errors", errors={Block.changes: str(exc)})
             return

@@ -37,9 +37,9 @@ class Settings(BaseSettings):
 
     # --- Timers ---
     expiry_interval_seconds: float = Field(default=1.0, gt=0, le=60)
-    # 0: chosen for the database (64 on SQLite; 16 on PostgreSQL, where each call in flight
+    # 0: chosen for the database (128 on SQLite; 16 on PostgreSQL, where each call in flight
     # holds a connection for its advisory lock)
-    sweep_workers: int = Field(default=0, ge=0, le=128)
+    sweep_workers: int = Field(default=0, ge=0, le=256)
     reminder_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
     revoke_retry_base_seconds: float = Field(default=5.0, gt=0)
     revoke_retry_max_seconds: float = Field(default=300.0, gt=0)
@@ -125,7 +125,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _sweep_workers_for_database(self) -> Settings:
         if self.sweep_workers == 0:
-            self.sweep_workers = 64 if self.database_url.startswith("sqlite") else 16
+            self.sweep_workers = 128 if self.database_url.startswith("sqlite") else 16
         return self
 
     def require_slack(self, *, socket: bool) -> None:

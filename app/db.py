@@ -36,6 +36,7 @@ log = structlog.get_logger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_WAIT_SECONDS = 30
 READ_ONLY = "prod_access_read_only"  # execution option: a transaction that only reads
+ONE_STATEMENT = "one statement"  # READ_ONLY's value for a read of one statement: no BEGIN at all
 
 
 def normalize_url(url: str) -> str:
@@ -70,8 +71,10 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            if conn.get_execution_options().get(READ_ONLY):
-                conn.exec_driver_sql("BEGIN")  # a WAL reader: sees the last commit, waits on no one
+            read_only = conn.get_execution_options().get(READ_ONLY)
+            if read_only:  # a WAL reader: sees the last commit, waits on no one
+                if read_only != ONE_STATEMENT:  # one statement is a transaction of its own
+                    conn.exec_driver_sql("BEGIN")
                 return
             if not writer.acquire(timeout=SQLITE_WAIT_SECONDS):
                 raise TimeoutError(f"SQLite was busy for {SQLITE_WAIT_SECONDS} s")
@@ -186,6 +189,15 @@ def reading(factory: sessionmaker[Session]) -> Iterator[Session]:
     with factory() as db:  # closing ends the transaction; the rows read stay loaded
         db.connection(execution_options={READ_ONLY: True})
         yield db
+
+
+@contextmanager
+def peeking(factory: sessionmaker[Session]) -> Iterator[Connection]:
+    """`reading` without the ORM, for one hot query that returns plain values: a read-only Core
+    connection, on SQLite without BEGIN (one statement reads one snapshot by itself). Each
+    statement run on it sees the last commit; use `reading` for several that must agree."""
+    with engine_of(factory).connect().execution_options(**{READ_ONLY: ONE_STATEMENT}) as connection:
+        yield connection
 
 
 def alembic_config(url: str) -> Config:

@@ -68,7 +68,7 @@ def test_tokens_and_secrets_never_reach_a_log_line(capsys: pytest.CaptureFixture
 @pytest.mark.parametrize(
     ("env", "workers"),
     [
-        ({}, 64),  # SQLite: one process, no connection per call
+        ({}, 128),  # SQLite: one process, no connection per call
         ({"DATABASE_URL": "postgresql://bot@db/prod_access"}, 16),  # a connection per call
         ({"DATABASE_URL": "postgresql://bot@db/prod_access", "SWEEP_WORKERS": "40"}, 40),
     ],

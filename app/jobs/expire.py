@@ -12,8 +12,12 @@ replica at once, against one PostgreSQL:
   lease runs out, which is how the work of a replica that died mid-call is finished by another.
 - Each query reads an index ((state, expires_at), (state, next_attempt_at)), so a sweep costs
   what is due, not how many sessions exist.
-- A sweep claims no more than its workers can start at once and claims again as they free up,
-  so a burst is shared between replicas, and no claim waits in a queue for its lease to run out.
+- A sweep claims no more than its workers can start at once and claims again once a quarter of
+  them are free, so a burst is shared between replicas and no claim waits in a queue for its
+  lease to run out; outcomes are recorded a batch at a time (claiming or recording every freed
+  slot on its own would cost a transaction per session).
+- The scheduler runs the sweep when the next session falls due, not only every tick (see
+  scheduler.py), so a burst starts on time.
 
 On SQLite the database's write lock serializes the claims; one process is the supported set-up.
 """
@@ -27,12 +31,12 @@ from functools import partial
 from typing import Any
 
 import structlog
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from app import audit, clock
 from app.context import AppContext
-from app.db import is_postgres, transaction
+from app.db import is_postgres, reading, transaction
 from app.jobs.safely import safely
 from app.models import AccessRequest, AccessSession, EndReason, RequestState, SessionState
 from app.operations.common import INTENT_LEASE
@@ -94,6 +98,17 @@ def due_sessions(kind: str, now: datetime, limit: int) -> Select[AccessSession]:
     )
 
 
+def next_due_at(ctx: AppContext) -> datetime | None:
+    """When the next session falls due (see DUE), or None when none will: one index read per
+    kind, without SQLite's write lock."""
+    with reading(ctx.db) as db:
+        times = [
+            db.scalar(select(func.min(column)).where(AccessSession.state.in_(states)))
+            for states, column in DUE.values()
+        ]
+    return min((t for t in times if t is not None), default=None)
+
+
 def claim_due_sessions(ctx: AppContext, limit: int) -> Claims:
     """Claim up to `limit` due sessions in one transaction (see the module docstring)."""
     claims = Claims()
@@ -119,22 +134,29 @@ def expire_due_sessions(ctx: AppContext) -> SweepResult:
     are not revoked one after another; calls for the same access still queue (holder_lock)."""
     result = SweepResult()
     workers = ctx.settings.sweep_workers
+    batch = max(1, workers // 4)  # claim and record at least this many at a time
     claims = claim_due_sessions(ctx, workers)
     if not claims:
         return result
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sweep") as pool:
         running: set[Future[RevokeOutcome | None]] = set()
+        outcomes: list[RevokeOutcome] = []
 
         def collect(block: bool) -> None:
-            """Record the revokes that came back, together: one transaction for the batch."""
+            """Take the outcomes of the calls that came back (waiting for one if `block`)."""
             nonlocal running
             done, running = wait(running, timeout=None if block else 0, return_when=FIRST_COMPLETED)
-            outcomes = [o for f in done if isinstance(o := f.result(), RevokeOutcome)]
+            outcomes.extend(o for f in done if isinstance(o := f.result(), RevokeOutcome))
+
+        def record() -> None:
+            """Record the outcomes taken so far, together: one transaction for the batch."""
             if outcomes:
+                batch_of = outcomes[:]
+                outcomes.clear()
                 safely(
                     "sweep",
-                    partial(record_revokes, ctx, outcomes),
-                    session_id=outcomes[0].session_id,
+                    partial(record_revokes, ctx, batch_of),
+                    session_id=batch_of[0].session_id,
                 )
 
         while claims:
@@ -150,13 +172,17 @@ def expire_due_sessions(ctx: AppContext) -> SweepResult:
                 for s in claims.resumed
             }
             collect(block=False)
-            while len(running) >= workers:  # the next batch is claimed when it can start
+            # The next batch is claimed when a batch's worth of workers is free to start it.
+            while len(running) > workers - batch:
                 collect(block=True)
+            record()
             # What fell due meanwhile is claimed now; once nothing is, the sweep only finishes
             # what it started (the next sweep, if the timers still run, takes what comes).
             claims = claim_due_sessions(ctx, workers - len(running))
         while running:
             collect(block=True)
+            if len(outcomes) >= batch or not running:
+                record()
     return result
 
 

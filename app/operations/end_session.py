@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from app import audit, clock, metrics
 from app.context import AppContext
-from app.db import reading, transaction
+from app.db import peeking, transaction
 from app.models import (
     HOLDING_STATES,
     AccessSession,
@@ -249,7 +249,6 @@ def _other_holders(ctx: AppContext, session: AccessSession, locked: Connection |
     """Ids of the person's other sessions that hold (or are being given) the same access; read
     on the connection that holds the holder lock, when there is one."""
     if locked is not None:
-        with Session(bind=locked) as db:
-            return sessions_of_same_access(db, session, HOLDING_STATES)
-    with reading(ctx.db) as db:
-        return sessions_of_same_access(db, session, HOLDING_STATES)
+        return sessions_of_same_access(locked, session, HOLDING_STATES)
+    with peeking(ctx.db) as connection:
+        return sessions_of_same_access(connection, session, HOLDING_STATES)

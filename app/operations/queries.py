@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Connection, Select, bindparam, select
 from sqlalchemy.orm import Session, selectinload
 
 from app.models import AccessRequest, AccessSession, RequestState, ReviewState, SessionState
@@ -17,20 +17,38 @@ OPEN_SESSION_STATES = (
 )
 
 
+def _same_access(identity: ColumnElement[bool]) -> Select[tuple[str]]:
+    return select(AccessSession.id).where(
+        AccessSession.id != bindparam("session_id"),
+        AccessSession.system_id == bindparam("system_id"),
+        identity,
+        AccessSession.grant_name == bindparam("grant_name"),
+        AccessSession.state.in_(bindparam("states", expanding=True)),
+    )
+
+
+#: Built once: this runs for every revoke, and building a statement costs more than running it.
+#: (An identity not known yet is NULL, matched with IS NULL; `=` would match nothing.)
+_SAME_ACCESS = _same_access(AccessSession.identity == bindparam("identity"))
+_SAME_ACCESS_NO_IDENTITY = _same_access(AccessSession.identity.is_(None))
+
+
 def sessions_of_same_access(
-    db: Session, session: AccessSession, states: Iterable[SessionState]
+    db: Session | Connection, session: AccessSession, states: Iterable[SessionState]
 ) -> list[str]:
     """Ids of the other sessions in `states` for the same person, grant and system: the ones
-    that share this session's access at the provider."""
+    that share this session's access at the provider (on an ORM session or a Core
+    connection: only ids are read)."""
     return list(
         db.scalars(
-            select(AccessSession.id).where(
-                AccessSession.id != session.id,
-                AccessSession.system_id == session.system_id,
-                AccessSession.identity == session.identity,
-                AccessSession.grant_name == session.grant_name,
-                AccessSession.state.in_(tuple(states)),
-            )
+            _SAME_ACCESS if session.identity is not None else _SAME_ACCESS_NO_IDENTITY,
+            {
+                "session_id": session.id,
+                "system_id": session.system_id,
+                "identity": session.identity,
+                "grant_name": session.grant_name,
+                "states": list(states),
+            },
         )
     )
 

@@ -21,10 +21,11 @@ from typing import Any, TypeVar
 
 import psycopg
 import pytest
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import create_engine, func, insert, select, text
 from sqlalchemy.sql import Select
 
 from app import audit, clock
+from app import db as database
 from app.db import engine_of, lock_key, transaction
 from app.jobs.expire import DUE, claim_due_sessions, due_sessions, resume_interrupted
 from app.jobs.reconcile import reconcile
@@ -47,6 +48,7 @@ from tests.conftest import (
     make_settings,
     write_policy,
 )
+from tests.fakes.serve import free_port
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_requests import Answer, SlackSender, sign
 from tests.fakes.webhook_receiver import WebhookReceiver
@@ -301,6 +303,36 @@ def test_a_revoke_waits_while_another_replica_holds_the_same_access(
     finally:
         other.close()  # the other replica is done (or died: the server drops its lock)
     ending.join(timeout=10)
+    assert webhook.actions() == ["revoke"]
+    assert _states(one, [session_id]) == {"ended": 1}
+
+
+def test_a_revoke_whose_lock_the_database_refuses_is_recorded_failing_and_retried(
+    replicas: tuple[BotHarness, BotHarness],
+    webhook: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Say PostgreSQL refuses the lock's connection (max_connections reached): the attempt is
+    recorded as a failed revoke, retried with backoff, rather than left `revoking` until its
+    two-minute lease runs out."""
+    one, _ = replicas
+    [session_id] = _seed(one, 1, expires_at=clock.now() - timedelta(seconds=1))
+    engine = engine_of(one.ctx.db)
+    nowhere = create_engine(engine.url.set(port=free_port()))  # nothing listens there
+    monkeypatch.setitem(database._lock_pools, engine, nowhere)
+
+    one.sweep()
+
+    assert webhook.actions() == []  # no provider call without the lock
+    with transaction(one.ctx.db) as db:
+        failing = db.get_one(AccessSession, session_id)
+        assert failing.state == SessionState.revoke_failing and failing.attempts == 1
+        assert failing.last_error is not None and failing.last_error.startswith("database: ")
+    assert _event_counts(one, "revoke_failed") == {session_id: 1}
+
+    monkeypatch.undo()  # the database takes connections again
+    clock.travel(timedelta(minutes=1))
+    one.sweep()
     assert webhook.actions() == ["revoke"]
     assert _states(one, [session_id]) == {"ended": 1}
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app import audit, clock, metrics
@@ -133,15 +134,22 @@ def call_revoke(ctx: AppContext, session: AccessSession) -> RevokeOutcome:
     """The provider call for a claimed session, under the holder lock, once it is clear, under
     that lock, that no other session of the person holds the same access. Nothing is written:
     `record_revokes` records the outcome (the sweep records many in one transaction)."""
-    with holder_lock(session) as locked:
-        held_by = _other_holders(ctx, session, locked)
-        if held_by:
-            return RevokeOutcome(session.id, held_by=tuple(held_by))
-        try:
-            with metrics.REVOKE_SECONDS.time():
-                note = revoke_verified(provider_for(ctx, session.system_id), session)
-        except (ProviderError, OperationError) as exc:
-            return RevokeOutcome(session.id, error=short(exc))
+    try:
+        with holder_lock(session) as locked:
+            held_by = _other_holders(ctx, session, locked)
+            if held_by:
+                return RevokeOutcome(session.id, held_by=tuple(held_by))
+            try:
+                with metrics.REVOKE_SECONDS.time():
+                    note = revoke_verified(provider_for(ctx, session.system_id), session)
+            except (ProviderError, OperationError) as exc:
+                return RevokeOutcome(session.id, error=short(exc))
+    except SQLAlchemyError as exc:  # the lock or the check, before any provider call
+        # Recorded as a failed attempt (retried with backoff, shown as failing), not left to
+        # the lease: for example PostgreSQL refusing connections beyond max_connections.
+        return RevokeOutcome(
+            session.id, error=f"database: {short(getattr(exc, 'orig', None) or exc)}"
+        )
     return RevokeOutcome(session.id, note=note)
 
 

@@ -13,6 +13,8 @@ Rules it keeps:
   `verify()` recomputes it and names the first event that does not fit.
 - One chain, however many writers. Appending locks the single `audit_chain_head` row
   (FOR UPDATE on PostgreSQL; SQLite's write lock), so concurrent replicas queue, never fork.
+  The head is read once per transaction and written once, just before its commit; events are
+  inserted in Core as they are recorded (no unit of work for rows nothing ever changes).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, event, select
+from sqlalchemy import Select, bindparam, event, select
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from app import clock
@@ -99,24 +101,61 @@ def record(
     )
     row.hash = chain_hash(row.prev_hash, row)
     head.seq, head.hash = row.seq, row.hash
-    db.add(row)
+    # in Core, on the transaction's connection: no unit of work for a row nothing ever changes
+    db.connection().execute(_INSERT_EVENT, {c: getattr(row, c) for c in _EVENT_COLUMNS})
     return row
 
 
-def _locked_head(db: Session) -> AuditChainHead:
+@dataclass
+class _Head:
+    """Where the chain ends, as this transaction has extended it so far."""
+
+    transaction: object
+    seq: int
+    hash: str
+    stored: tuple[int, str]  # what the row says now
+
+
+_HEAD = AuditChainHead.__table__
+_INSERT_EVENT = AuditEvent.__table__.insert()
+_EVENT_COLUMNS = [c.key for c in AuditEvent.__table__.columns if c.key != "id"]
+_READ_HEAD = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == HEAD_ID).with_for_update()
+_WRITE_HEAD = (
+    _HEAD.update()
+    .where(_HEAD.c.id == HEAD_ID)
+    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+)
+
+
+def _locked_head(db: Session) -> _Head:
     """The chain head, locked for the rest of this transaction (FOR UPDATE; on SQLite the
-    transaction holds the write lock). Read once per transaction: later appends in the same
-    transaction continue from it without another round trip."""
+    transaction holds the write lock). Read once per transaction, in Core (no ORM flush, no
+    identity map): later appends in the same transaction continue from it, and the row is
+    written once, just before the commit (`_store_head`)."""
     transaction = db.get_transaction()
     cached = db.info.get("audit_head")
-    if cached is not None and cached[0] is transaction:
-        return cached[1]
-    head = db.get(AuditChainHead, HEAD_ID, with_for_update=True, populate_existing=True)
-    if head is None:  # a database migrated before the chain existed is backfilled by 0002
-        head = AuditChainHead(id=HEAD_ID, seq=0, hash=GENESIS)
-        db.add(head)
-    db.info["audit_head"] = (transaction, head)
+    if isinstance(cached, _Head) and cached.transaction is transaction:
+        return cached
+    connection = db.connection()  # Core: what the caller added is flushed once, at commit
+    found = connection.execute(_READ_HEAD).first()
+    if found is None:  # a database migrated before the chain existed is backfilled by 0002
+        connection.execute(_HEAD.insert().values(id=HEAD_ID, seq=0, hash=GENESIS))
+        found = (0, GENESIS)
+    head = _Head(transaction, found[0], found[1], (found[0], found[1]))
+    db.info["audit_head"] = head
     return head
+
+
+@event.listens_for(Session, "before_commit")
+def _store_head(db: Session) -> None:
+    head = db.info.get("audit_head")
+    if (
+        isinstance(head, _Head)
+        and head.transaction is db.get_transaction()
+        and (head.seq, head.hash) != head.stored
+    ):
+        db.connection().execute(_WRITE_HEAD, {"new_seq": head.seq, "new_hash": head.hash})
+        head.stored = (head.seq, head.hash)
 
 
 @event.listens_for(Session, "before_flush")

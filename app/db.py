@@ -16,6 +16,7 @@ factory notes on every row it loads the engine it came from.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import weakref
@@ -27,7 +28,17 @@ from typing import Any
 import structlog
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Insert,
+    Table,
+    create_engine,
+    event,
+    func,
+    inspect,
+    select,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -189,6 +200,26 @@ def reading(factory: sessionmaker[Session]) -> Iterator[Session]:
     with factory() as db:  # closing ends the transaction; the rows read stay loaded
         db.connection(execution_options={READ_ONLY: True})
         yield db
+
+
+def insert_row(db: Session, row: object) -> None:
+    """Insert a new row in Core, now, on the transaction's connection, without the unit of
+    work (a third of the CPU for a row that is written once, such as a new request). `row`
+    stays transient: the caller keeps what it set; columns it did not set get their defaults."""
+    mapper = inspect(row).mapper
+    values = {}
+    for column in mapper.columns:
+        if column.key in row.__dict__:
+            values[column.key] = row.__dict__[column.key]
+        elif column.default is not None and column.default.is_scalar:  # as the ORM would
+            values[column.key] = column.default.arg
+            setattr(row, column.key, column.default.arg)
+    db.connection().execute(_insert_into(mapper.local_table), values)
+
+
+@functools.cache
+def _insert_into(table: Table) -> Insert:
+    return table.insert()  # one statement object per table: SQLAlchemy caches its compiled form
 
 
 @contextmanager

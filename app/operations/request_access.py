@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 
 from app import audit, clock
 from app.context import AppContext
-from app.db import transaction
+from app.db import insert_row, transaction
 from app.models import (
     AccessRequest,
     AccessSession,
@@ -156,7 +156,7 @@ def create_request(ctx: AppContext, requester_id: str, form: RequestForm) -> Acc
             decide_by=now + ctx.policy.request_ttl(system),
             escalations=0,
         )
-        db.add(request)
+        insert_row(db, request)
         audit.record(
             db,
             "requested",

@@ -10,6 +10,12 @@ What must not be lost is committed before the ack (a new request, a decision's i
 runs here may be lost in a crash only where a restart or the person can redo it (timers resume
 intents; a card that was never posted is posted at start; a lost click can be clicked again).
 
+Acks come first. Work that can wait (posting a new request's card and DM, refreshing a Home
+tab) is queued with `when_quiet`: it starts once no Slack request is being answered, or after
+QUIET_WAIT_SECONDS at the latest, so a burst of requests is acked at full speed and its cards
+follow. Work someone is waiting on (a modal must open within 3 s of the click, a grant, an end
+of access) is queued with the call itself and starts at once.
+
 Each piece of work runs in a copy of the listener's context, so its log lines carry the Slack
 request's ids (bound in bolt_app) plus the request and session ids among its arguments; those
 ids are added to the listener's own context too (a Slack request's context of its own, see
@@ -19,8 +25,11 @@ bolt_app.BoundApp), so the rest of its lines, such as Bolt's answer, name what i
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import structlog
@@ -28,23 +37,65 @@ import structlog
 from app.logging import bound, ids_of
 
 log = structlog.get_logger(__name__)
+#: The longest `when_quiet` work waits for a pause in Slack's requests.
+QUIET_WAIT_SECONDS = 10.0
 
 
 class AfterAck:
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, quiet_wait: float = QUIET_WAIT_SECONDS) -> None:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="after-ack")
+        self._quiet_wait = quiet_wait
+        self._quiet = threading.Condition()
+        self._answering = 0
+        self._stopping = False
 
     def __call__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Run `fn(*args, **kwargs)` on the pool, at once."""
+        self._submit(None, fn, args, kwargs)
+
+    def when_quiet(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Run `fn(*args, **kwargs)` on the pool once no Slack request is being answered (after
+        QUIET_WAIT_SECONDS at the latest)."""
+        self._submit(time.monotonic() + self._quiet_wait, fn, args, kwargs)
+
+    @contextmanager
+    def answering(self) -> Iterator[None]:
+        """Around the answer to one Slack request (the HTTP endpoint): `when_quiet` work waits
+        while any is in progress."""
+        with self._quiet:
+            self._answering += 1
+        try:
+            yield
+        finally:
+            with self._quiet:
+                self._answering -= 1
+                if not self._answering:
+                    self._quiet.notify_all()
+
+    def _submit(
+        self,
+        deadline: float | None,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
         ids = ids_of(*args, *kwargs.values())
         known = structlog.contextvars.get_contextvars()
         structlog.contextvars.bind_contextvars(
             **{key: value for key, value in ids.items() if key not in known}
         )
         context = contextvars.copy_context()
-        self._pool.submit(context.run, self._run, fn, *args, **kwargs)
+        self._pool.submit(context.run, self._run, deadline, fn, *args, **kwargs)
 
-    @staticmethod
-    def _run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    def _run(
+        self, deadline: float | None, fn: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> None:
+        if deadline is not None:
+            with self._quiet:
+                self._quiet.wait_for(
+                    lambda: self._stopping or not self._answering,
+                    timeout=max(0.0, deadline - time.monotonic()),
+                )
         with bound(**ids_of(*args, *kwargs.values())):
             try:
                 fn(*args, **kwargs)
@@ -53,4 +104,7 @@ class AfterAck:
 
     def shutdown(self) -> None:
         """Finish what is queued (graceful stop), then stop the threads."""
+        with self._quiet:  # queued work waits no longer
+            self._stopping = True
+            self._quiet.notify_all()
         self._pool.shutdown(wait=True)

@@ -110,7 +110,7 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
             )
         else:
             ack(text=f"Request `{request.id}` is on its way to the approvers.")
-        later(submit_request, ctx, request.id)
+        later.when_quiet(submit_request, ctx, request.id)
 
     def _done(ack: Ack, user: str, ids: list[str]) -> None:
         with transaction(ctx.db) as db:
@@ -139,7 +139,7 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
     def on_home_opened(ack: Ack, event: dict) -> None:
         ack()
         if event.get("tab", "home") == "home":
-            later(ctx.notify.home_opened, event["user"])
+            later.when_quiet(ctx.notify.home_opened, event["user"])
 
     # --- the request modal ---
     @app.action(Action.system_select)
@@ -173,7 +173,7 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
             ack(response_action="errors", errors=_field_errors(values, exc.errors))
             return
         ack()
-        later(submit_request, ctx, request.id)
+        later.when_quiet(submit_request, ctx, request.id)
 
     # --- the approval card (and the approver's Home tab) ---
     @app.action(Action.approve)
@@ -269,7 +269,7 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
             ack(response_action="errors", errors={Block.duration: str(exc)})
             return
         ack()
-        later(submit_request, ctx, request.id)
+        later.when_quiet(submit_request, ctx, request.id)
 
     @app.action(Action.cancel_request)
     def on_cancel(ack: Ack, body: dict, action: dict, client: WebClient) -> None:

@@ -1,0 +1,74 @@
+"""Acks first: work that can wait (a new request's card and DM, a Home tab refresh) waits while
+Slack requests are being answered, for QUIET_WAIT_SECONDS at most; work someone is waiting on
+(a modal, a grant, an end of access) starts at once; a graceful stop does what is queued."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from app.slack.after_ack import AfterAck
+
+
+def test_work_that_can_wait_starts_once_the_answer_is_out() -> None:
+    later = AfterAck(threads=2)
+    done = threading.Event()
+    try:
+        with later.answering():
+            later.when_quiet(done.set)
+            assert not done.wait(0.3)  # a request is still being answered
+        assert done.wait(2)
+    finally:
+        later.shutdown()
+
+
+def test_it_waits_for_every_answer_in_progress() -> None:
+    later = AfterAck(threads=2)
+    done = threading.Event()
+    first, second = later.answering(), later.answering()
+    try:
+        first.__enter__()
+        second.__enter__()
+        later.when_quiet(done.set)
+        first.__exit__(None, None, None)
+        assert not done.wait(0.3)  # the second answer is not out yet
+        second.__exit__(None, None, None)
+        assert done.wait(2)
+    finally:
+        later.shutdown()
+
+
+def test_work_someone_waits_on_starts_at_once_while_answers_are_in_progress() -> None:
+    later = AfterAck(threads=2)
+    done = threading.Event()
+    try:
+        with later.answering():
+            later(done.set)
+            assert done.wait(2)
+    finally:
+        later.shutdown()
+
+
+def test_under_endless_requests_waiting_work_still_starts_after_the_quiet_wait() -> None:
+    later = AfterAck(threads=1, quiet_wait=0.5)
+    done = threading.Event()
+    try:
+        with later.answering():  # requests never stop
+            queued = time.monotonic()
+            later.when_quiet(done.set)
+            assert done.wait(5)
+            assert time.monotonic() - queued >= 0.45
+    finally:
+        later.shutdown()
+
+
+def test_a_graceful_stop_does_the_waiting_work_without_waiting_for_quiet() -> None:
+    later = AfterAck(threads=1, quiet_wait=60)
+    done = threading.Event()
+    answering = later.answering()
+    answering.__enter__()  # an answer still in progress when the stop comes
+    later.when_quiet(done.set)
+    started = time.monotonic()
+    later.shutdown()
+    assert done.is_set() and time.monotonic() - started < 5
+    answering.__exit__(None, None, None)

@@ -27,7 +27,14 @@ from sqlalchemy.sql import Select
 from app import audit, clock
 from app import db as database
 from app.db import engine_of, lock_key, transaction
-from app.jobs.expire import DUE, claim_due_sessions, due_sessions, resume_interrupted
+from app.jobs.expire import (
+    DUE,
+    claim_due_sessions,
+    due_sessions,
+    next_due,
+    next_due_at,
+    resume_interrupted,
+)
 from app.jobs.reconcile import reconcile
 from app.models import (
     AccessRequest,
@@ -268,15 +275,25 @@ def test_sweep_queries_read_only_what_is_due_through_the_indexes(
         assert "ix_sessions_state_next_attempt on access_sessions" in plans[kind]
     for plan in plans.values():
         assert "Seq Scan on access_sessions" not in plan
+    with engine.connect() as connection:  # when to sweep next: the first entry of each index
+        nexts = {kind: _plan(connection, next_due(kind), locking=False) for kind in DUE}
+    print("\n\n".join(f"-- next {kind}\n{plan}" for kind, plan in nexts.items()))
+    # the first entry of (state, expires_at); the rows of the states being retried (few)
+    assert "Index Only Scan using ix_sessions_state_expires" in nexts["expired"]
+    for kind in ("retried", "resumed"):
+        assert "Index" in nexts[kind] and "ix_sessions_state_next_attempt" in nexts[kind]
+    for plan in nexts.values():
+        assert "Seq Scan on access_sessions" not in plan
+    assert next_due_at(one.ctx) == past
     claims = claim_due_sessions(one.ctx, limit=1000)
     assert sorted(s.id for s in claims.expired) == due
     assert sorted(s.id for s in claims.retried) == retry
 
 
-def _plan(connection: Any, statement: Select[Any]) -> str:
+def _plan(connection: Any, statement: Select[Any], *, locking: bool = True) -> str:
     """EXPLAIN of `statement` exactly as the sweep sends it (values inlined)."""
     sql = statement.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
-    assert "FOR UPDATE OF access_sessions SKIP LOCKED" in str(sql)
+    assert ("FOR UPDATE OF access_sessions SKIP LOCKED" in str(sql)) == locking
     return "\n".join(connection.exec_driver_sql(f"EXPLAIN {sql}").scalars())
 
 

@@ -98,14 +98,16 @@ def due_sessions(kind: str, now: datetime, limit: int) -> Select[AccessSession]:
     )
 
 
+def next_due(kind: str) -> Select[tuple[datetime | None]]:
+    """When the next session of one kind (see DUE) falls due: the first entry of its index."""
+    states, column = DUE[kind]
+    return select(func.min(column)).where(AccessSession.state.in_(states))
+
+
 def next_due_at(ctx: AppContext) -> datetime | None:
-    """When the next session falls due (see DUE), or None when none will: one index read per
-    kind, without SQLite's write lock."""
+    """When the next session falls due, or None when none will (without SQLite's write lock)."""
     with reading(ctx.db) as db:
-        times = [
-            db.scalar(select(func.min(column)).where(AccessSession.state.in_(states)))
-            for states, column in DUE.values()
-        ]
+        times = [db.scalar(next_due(kind)) for kind in DUE]
     return min((t for t in times if t is not None), default=None)
 
 

@@ -22,7 +22,7 @@ from app.context import AppContext
 from app.db import transaction
 from app.jobs.expire import expire_due_sessions
 from app.jobs.reminders import send_closeout_reminders
-from app.models import AccessRequest, AccessSession
+from app.models import AccessRequest, AccessSession, SessionState
 from app.runtime import build_bot
 from app.web import make_wsgi_app
 from tests.fakes.policy import ALICE, BOB, LEAD1, LEAD2, MALLORY, write_policy
@@ -205,6 +205,12 @@ class BotHarness:
         assert answer.status == 200, answer
         self.slack.wait_for("chat.postMessage", lambda a: "approve_request" in str(a.get("blocks")))
         return eventually(lambda: _card_ready(self), what="card ts stored")
+
+    def granted(self, text: str, user: str = "U0BOB", approver: str = "U0LEAD1") -> AccessSession:
+        """A quick-form request, approved on its card: the session once it is active."""
+        request_id = self.quick_request(text, user)
+        assert self.send.click("approve_request", request_id, approver).status == 200
+        return self.wait_session(request_id, SessionState.active)
 
 
 def _card_ready(harness: BotHarness) -> str | None:

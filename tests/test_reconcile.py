@@ -20,9 +20,7 @@ DRIFT_EVENTS = ("drift_detected", "drift_revoked", "drift_revoke_failed", "acces
 
 
 def _granted(bot: BotHarness, text: str) -> AccessSession:
-    request_id = bot.quick_request(text, BOB)
-    bot.send.click("approve_request", request_id, LEAD1)
-    return bot.wait_session(request_id, SessionState.active)
+    return bot.granted(text, BOB, LEAD1)
 
 
 def _expired(bot: BotHarness, text: str, minutes: int = 30) -> AccessSession:

@@ -17,9 +17,7 @@ from tests.fakes.webhook_receiver import WebhookReceiver
 def test_a_session_is_revoked_when_it_ends_not_at_the_next_tick(
     bot: BotHarness, webhook: WebhookReceiver
 ) -> None:
-    request_id = bot.quick_request("orders-api write 1h PAY-70 hotfix", BOB)
-    bot.send.click("approve_request", request_id, LEAD1)
-    session = bot.wait_session(request_id, SessionState.active)
+    session = bot.granted("orders-api write 1h PAY-70 hotfix", BOB, LEAD1)
     ends = clock.now() + timedelta(seconds=2)
     with transaction(bot.ctx.db) as db:
         db.get_one(AccessSession, session.id).expires_at = ends
@@ -35,7 +33,7 @@ def test_a_session_is_revoked_when_it_ends_not_at_the_next_tick(
         scheduler.shutdown(wait=True)
 
     assert revoked_at >= ends  # never early: the window is the requester's until it ends
-    ended = bot.wait_session(request_id, SessionState.ended)
+    ended = bot.wait_session(session.request_id, SessionState.ended)
     assert ended.end_reason == "expired"
     # afterwards the job keeps its interval: nothing else is due
     assert [r.body["action"] for r in webhook.requests].count("revoke") == 1
@@ -48,12 +46,10 @@ def test_a_session_granted_after_a_sweep_is_still_revoked_by_the_next_tick(
     scheduler = start_scheduler(bot.ctx)
     try:
         time.sleep(0.3)  # the first sweep ran and found nothing due
-        request_id = bot.quick_request("orders-api write 1h PAY-71 hotfix", BOB)
-        bot.send.click("approve_request", request_id, LEAD1)
-        session = bot.wait_session(request_id, SessionState.active)
+        session = bot.granted("orders-api write 1h PAY-71 hotfix", BOB, LEAD1)
         with transaction(bot.ctx.db) as db:
             db.get_one(AccessSession, session.id).expires_at = clock.now()
         webhook.wait_for(action="revoke", timeout=5)
     finally:
         scheduler.shutdown(wait=True)
-    assert bot.wait_session(request_id, SessionState.ended).end_reason == "expired"
+    assert bot.wait_session(session.request_id, SessionState.ended).end_reason == "expired"

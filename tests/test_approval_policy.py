@@ -356,6 +356,24 @@ roles:
 """
 
 
+def test_during_a_burst_break_glass_is_granted_at_once_while_cards_for_approvers_wait(
+    make_bot: MakeBot, webhook: WebhookReceiver
+) -> None:
+    """Acks first: while Slack requests are still being answered, a request the approvers will
+    decide waits for its card, but a break-glass grant, which its requester is waiting on, goes
+    ahead."""
+    bot = make_bot(_system("checkout-db", webhook.url, BREAKGLASS_SYSTEM))
+    with bot.bot.later.answering():  # another Slack request is still being answered
+        assert bot.send.command("checkout-db write 1h PAY-8 slow queries", BOB).status == 200
+        breakglass = bot.send.command("--breakglass checkout-db write 1h INC-8 down", BOB)
+        assert "granting now" in breakglass.text
+        webhook.wait_for(action="grant", timeout=5)
+        cards = [c for c in bot.slack.calls_to("chat.postMessage") if "PAY-8" in _blocks(c)]
+        assert cards == []  # the card for the approvers waits for the pause
+    bot.slack.wait_for("chat.postMessage", lambda a: "PAY-8" in _blocks(a))
+    assert webhook.actions() == ["grant"]
+
+
 def test_break_glass_grants_at_once_and_escalates_until_reviewed(
     make_bot: MakeBot, webhook: WebhookReceiver
 ) -> None:

@@ -276,24 +276,38 @@ def submit_request(ctx: AppContext, request_id: str) -> Decision | None:
     return decision
 
 
-def decide_by_policy(ctx: AppContext, request: AccessRequest) -> Decision | None:
-    """Break-glass, staging tier, auto_approve, on call: approved now. Otherwise None (the
-    approvers decide). PagerDuty unreachable means approvers decide, never a grant."""
-    request_id = request.id
-    system = ctx.policy.system(request.system_id)
+def policy_route(policy: Policy, request: AccessRequest) -> tuple[Route, str] | None:
+    """The rule by which the policy may approve this request with no approver, if any, as
+    (route, what the rule is): break-glass, staging tier, auto_approve, or on call (the
+    schedule, which `decide_by_policy` still has to find the requester on). Reads no database
+    and calls no one, so a listener can tell whether the requester is waiting on a grant."""
+    system = policy.system(request.system_id)
     role = system.role(request.role_id) if system else None
     if system is None or role is None:
         return None
     if request.route == Route.breakglass:
-        return approve_by_policy(ctx, request_id, Route.breakglass, "break-glass")
+        return Route.breakglass, "break-glass"
     if system.tier == "staging":
-        return approve_by_policy(ctx, request_id, Route.staging, "staging tier")
+        return Route.staging, "staging tier"
     if role.auto_approve:
-        return approve_by_policy(ctx, request_id, Route.auto, f"auto_approve for {role.id}")
-    schedule = role.auto_approve_oncall
-    if schedule and on_call(ctx, request, schedule):
-        return approve_by_policy(ctx, request_id, Route.oncall, f"on call ({schedule})")
+        return Route.auto, f"auto_approve for {role.id}"
+    if role.auto_approve_oncall:
+        return Route.oncall, role.auto_approve_oncall
     return None
+
+
+def decide_by_policy(ctx: AppContext, request: AccessRequest) -> Decision | None:
+    """Break-glass, staging tier, auto_approve, on call: approved now. Otherwise None (the
+    approvers decide). PagerDuty unreachable means approvers decide, never a grant."""
+    rule = policy_route(ctx.policy, request)
+    if rule is None:
+        return None
+    route, why = rule
+    if route == Route.oncall:
+        if not on_call(ctx, request, why):
+            return None
+        why = f"on call ({why})"
+    return approve_by_policy(ctx, request.id, route, why)
 
 
 def on_call(ctx: AppContext, request: AccessRequest, schedule: str) -> bool:

@@ -10,11 +10,12 @@ What must not be lost is committed before the ack (a new request, a decision's i
 runs here may be lost in a crash only where a restart or the person can redo it (timers resume
 intents; a card that was never posted is posted at start; a lost click can be clicked again).
 
-Acks come first. Work that can wait (posting a new request's card and DM, refreshing a Home
-tab) is queued with `when_quiet`: it starts once no Slack request is being answered, or after
-QUIET_WAIT_SECONDS at the latest, so a burst of requests is acked at full speed and its cards
-follow. Work someone is waiting on (a modal must open within 3 s of the click, a grant, an end
-of access) is queued with the call itself and starts at once.
+Acks come first. Work that can wait (posting the card and DM of a new request the approvers
+will decide, refreshing a Home tab) is queued with `when_quiet`: it starts once no Slack request
+is being answered, or after QUIET_WAIT_SECONDS at the latest, so a burst of requests is acked at
+full speed and its cards follow. Work someone is waiting on (a modal must open within 3 s of the
+click, a grant, break-glass or auto-approved access, an end of access) is queued with the call
+itself and starts at once.
 
 Each piece of work runs in a copy of the listener's context, so its log lines carry the Slack
 request's ids (bound in bolt_app) plus the request and session ids among its arguments; those

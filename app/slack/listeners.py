@@ -37,6 +37,7 @@ from app.operations.request_access import (
     check_extender,
     create_request,
     extension_room,
+    policy_route,
     request_extension,
     submit_request,
 )
@@ -110,7 +111,14 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
             )
         else:
             ack(text=f"Request `{request.id}` is on its way to the approvers.")
-        later.when_quiet(submit_request, ctx, request.id)
+        _submit(request)
+
+    def _submit(request: AccessRequest) -> None:
+        """The stored request's next step, after the ack. Posting the card for approvers can
+        wait for a pause in Slack's requests; a grant the policy may make at once (break-glass,
+        staging, auto-approve, on call) is what the requester is waiting on: it starts now."""
+        waits_for_approvers = policy_route(ctx.policy, request) is None
+        (later.when_quiet if waits_for_approvers else later)(submit_request, ctx, request.id)
 
     def _done(ack: Ack, user: str, ids: list[str]) -> None:
         with transaction(ctx.db) as db:
@@ -173,7 +181,7 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
             ack(response_action="errors", errors=_field_errors(values, exc.errors))
             return
         ack()
-        later.when_quiet(submit_request, ctx, request.id)
+        _submit(request)
 
     # --- the approval card (and the approver's Home tab) ---
     @app.action(Action.approve)
@@ -269,7 +277,7 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
             ack(response_action="errors", errors={Block.duration: str(exc)})
             return
         ack()
-        later.when_quiet(submit_request, ctx, request.id)
+        _submit(request)
 
     @app.action(Action.cancel_request)
     def on_cancel(ack: Ack, body: dict, action: dict, client: WebClient) -> None:

@@ -60,6 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     revoke = commands.add_parser("revoke", help="end a session now (emergency, audited)")
     revoke.add_argument("session_id")
     revoke.add_argument("--note", help="why, for the audit trail")
+    revoke.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="the policy file to revoke with (default: POLICY_FILE); for a session whose "
+        "system the current policy no longer has, the file that still has it",
+    )
     args = parser.parse_args(argv)
     if args.command == "check":
         return _check(as_json=args.json)
@@ -80,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sessions":
             return _sessions(settings, args)
         if args.command == "revoke":
+            if args.policy:
+                settings = settings.model_copy(update={"policy_file": args.policy})
             return _revoke(settings, args)
         if args.command == "audit":
             return _audit(settings.database_url, args)
@@ -347,16 +355,27 @@ def _sessions(settings: Settings, args: argparse.Namespace) -> int:
 def _revoke(settings: Settings, args: argparse.Namespace) -> int:
     """Emergency revoke by an operator, audited as `cli:<login>`; Slack is told when a bot
     token is set. Exit 0 once the provider confirmed, 1 while it is still failing."""
-    from app.models import EndReason, SessionState
+    from app.models import AccessSession, EndReason, SessionState
+    from app.operations.common import read_row
     from app.operations.end_session import end_session
     from app.operations.errors import OperationError
+    from app.operations.policy_change import covers
     from app.runtime import build_context
 
     actor = f"cli:{getpass.getuser()}"
+    ctx = build_context(settings)
     try:
-        session = end_session(
-            build_context(settings), args.session_id, EndReason.admin, actor, note=args.note
-        )
+        current = read_row(ctx, AccessSession, args.session_id)
+        if not covers(ctx.policy, current):
+            print(
+                f"prod-access: {current.id} is for {current.system_id} {current.role_id}, which "
+                f"{settings.policy_file} does not have, so nothing could revoke it. Run "
+                f"`prod-access revoke {current.id} --policy FILE` with a policy file that still "
+                "has it (e.g. the previous version from your repository).",
+                file=sys.stderr,
+            )
+            return 2
+        session = end_session(ctx, args.session_id, EndReason.admin, actor, note=args.note)
     except OperationError as exc:
         print(f"prod-access: {exc}", file=sys.stderr)
         return 2

@@ -3,6 +3,8 @@
 The checks, in the order they are shown:
 - settings (every invalid variable, then the Slack credentials the chosen mode needs);
 - the policy file (a mistake is shown as `file:line: key: reason`);
+- open sessions: the policy still has the system and role of every session that may hold
+  access (read from the database; one that does not exist yet is not created);
 - Slack `auth.test` with the bot token;
 - every channel the bot must post in (approver channels, break-glass escalation channels, the
   review channel): `conversations.info` says whether the bot is a member. Nothing is posted;
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -56,6 +59,8 @@ def run_checks() -> list[CheckResult]:
     settings = _settings(results)
     setup_logging(settings.log_format, settings.log_level)
     policy = _policy(settings, results)
+    if policy is not None:
+        _sessions_covered(settings, policy, results)
     _slack(settings, policy, results)
     if policy is not None:
         _providers(policy, results)
@@ -128,6 +133,41 @@ def _policy(settings: Settings, results: list[CheckResult]) -> Policy | None:
         )
     )
     return policy
+
+
+def _sessions_covered(settings: Settings, policy: Policy, results: list[CheckResult]) -> None:
+    """Does the policy still have every system and role that open sessions hold? (Read only:
+    a database that does not exist yet is not created.)"""
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app import db as database
+    from app.operations.policy_change import describe_uncovered, uncovered_sessions
+
+    check = "open sessions"
+    url = make_url(database.normalize_url(settings.database_url))
+    if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).exists()):
+        results.append(CheckResult(check, True, "no database yet"))
+        return
+    try:
+        engine = database.make_engine(settings.database_url)
+        try:
+            if not inspect(engine).has_table("access_sessions"):
+                results.append(CheckResult(check, True, "no sessions yet"))
+                return
+            with database.reading(database.make_sessionmaker(engine)) as db:
+                uncovered = uncovered_sessions(db, policy)
+        finally:
+            engine.dispose()
+    except SQLAlchemyError as exc:
+        results.append(CheckResult(check, False, f"database unreachable: {short(exc, 160)}"))
+        return
+    if uncovered:
+        detail = describe_uncovered(settings.policy_file, uncovered)
+        results.append(CheckResult(check, False, detail))
+    else:
+        results.append(CheckResult(check, True, "the policy covers every open session"))
 
 
 # --- Slack ------------------------------------------------------------------------------

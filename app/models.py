@@ -79,6 +79,9 @@ class SessionState(StrEnum):
     granting = "granting"
     active = "active"
     grant_failed = "grant_failed"
+    # The grant call failed without a clear refusal and `check` could not tell whether the
+    # access is in place: checked again with backoff, revoked if found.
+    grant_unknown = "grant_unknown"
     revoking = "revoking"
     revoke_failing = "revoke_failing"
     ended = "ended"
@@ -93,6 +96,7 @@ class EndReason(StrEnum):
     released = "released"
     admin = "admin"
     flagged = "flagged"  # a break-glass access flagged in its retro-review
+    unconfirmed = "unconfirmed"  # a grant whose outcome was unknown, found in place later
 
 
 class CloseoutState(StrEnum):
@@ -147,6 +151,11 @@ class AccessRequest(Base):
     escalations: Mapped[int] = mapped_column(Integer, default=0)
     reviewed_by: Mapped[str | None] = mapped_column(String(32))
     reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What the approvers are shown and what the session will get: the provider-side identity
+    # (resolved when the request is made), the email it came from, and the role's grant.
+    identity: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    grant_name: Mapped[str | None] = mapped_column(String(200))
 
     # Loaded where it is shown (the card, an approver's queue: `with_approvals`), not with
     # every request: most loads (a revoke, attaching a card) never look at it.

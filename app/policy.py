@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from string import Formatter
 from typing import Annotated, Any, Literal
@@ -70,6 +70,24 @@ def _check_pattern(pattern: str | None) -> str | None:
 
 TicketPattern = Annotated[str | None, BeforeValidator(_check_pattern)]
 
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+def _check_domains(value: object) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise ValueError("must be a non-empty list of domains, e.g. [example.com]")
+    domains = [str(item).strip().lower().removeprefix("@") for item in value]
+    for domain in domains:
+        if not _DOMAIN.match(domain):
+            raise ValueError(f"{domain!r} is not a domain name such as example.com")
+    return domains
+
+
+#: The email domains an identity derived from an email may come from (`bob@example.com`).
+EmailDomains = Annotated[list[str] | None, BeforeValidator(_check_domains)]
+
 _PRINCIPAL = re.compile(r"^(?:[UW][A-Z0-9]+|@[a-z0-9][a-z0-9._-]*)$")
 
 
@@ -103,6 +121,8 @@ class Defaults(_Strict):
         default_factory=lambda: [timedelta(minutes=15), timedelta(hours=1), timedelta(hours=24)]
     )
     request_ttl: Duration = timedelta(hours=1)  # undecided requests lapse after this
+    email_domains: EmailDomains = None  # where an identity derived from an email may come from
+    retry_within: Duration = timedelta(minutes=15)  # "Retry grant" only this long after approval
 
 
 class Breakglass(_Strict):
@@ -149,6 +169,8 @@ class System(_Strict):
     max_duration: Duration | None = None
     request_ttl: Duration | None = None
     breakglass: Breakglass | None = None
+    email_domains: EmailDomains = None  # unset: the defaults' list
+    retry_within: Duration | None = None
     roles: list[Role] = Field(min_length=1)
 
     @field_validator("identity")
@@ -255,18 +277,38 @@ class Policy(_Strict):
         """The longest a session may last, extensions included."""
         return role.max_total or 2 * self.max_duration(system, role)
 
+    def email_domains(self, system: System) -> list[str]:
+        return system.email_domains or self.defaults.email_domains or []
+
+    def retry_within(self, system: System) -> timedelta:
+        return system.retry_within or self.defaults.retry_within
+
+    def retry_until(self, system: System, approved_at: datetime) -> datetime:
+        """Until when a failed grant of an access approved at `approved_at` may be retried."""
+        return approved_at + self.retry_within(system)
+
     def identity_for(self, system: System, slack_id: str, email: str | None) -> str:
-        """The provider-side user name for a Slack user (override first, then the template)."""
+        """The provider-side user name for a Slack user: the `users:` override first, then the
+        system's template. An identity taken from an email is only made from an address in the
+        system's `email_domains` (so `svc_checkout@evil.test` never becomes `svc_checkout`);
+        ValueError says why not."""
         override = self.users.get(slack_id)
         if override:
             return override.identity
-        needs_email = any(
-            name in ("email", "email_local") for _, name, _, _ in Formatter().parse(system.identity)
-        )
-        if needs_email and not email:
-            raise ValueError(
-                f"no email is known for <@{slack_id}>; add an identity under `users:` in the policy"
-            )
+        if uses_email(system):
+            if not email:
+                raise ValueError(
+                    f"no email is known for <@{slack_id}>; add an identity under `users:` in "
+                    "the policy"
+                )
+            domain = email.rpartition("@")[2].lower()
+            allowed = self.email_domains(system)
+            if "@" not in email or domain not in allowed:
+                raise ValueError(
+                    f"your Slack email ({email}) is not in a domain {system.id} accepts "
+                    f"({', '.join(allowed)}), so no {system.id} identity can be derived from it; "
+                    "an approver can add one for you under `users:` in the policy"
+                )
         return system.identity.format(
             email=email or "", email_local=(email or "").split("@")[0], slack_id=slack_id
         )
@@ -279,6 +321,13 @@ class Policy(_Strict):
         if pattern and not re.search(pattern, ticket.strip()):
             return f"Ticket must match {pattern} (e.g. PAY-184 or INC-7)."
         return None
+
+
+def uses_email(system: System) -> bool:
+    """Does the system's identity template take the person's email (or its local part)?"""
+    return any(
+        name in ("email", "email_local") for _, name, _, _ in Formatter().parse(system.identity)
+    )
 
 
 def _unique(values: Iterable[str], what: str) -> None:
@@ -313,7 +362,21 @@ def load_policy(path: str | Path) -> Policy:
     except ValidationError as exc:
         raise PolicyError(describe_error(path, root, exc)) from None
     policy._path, policy._root = path, root
+    _check_email_domains(policy)
     return policy
+
+
+def _check_email_domains(policy: Policy) -> None:
+    """An identity derived from an email needs the domains it may come from: without them,
+    anyone whose Slack profile says `svc_checkout@elsewhere` would be granted as svc_checkout."""
+    for index, system in enumerate(policy.systems):
+        if uses_email(system) and not policy.email_domains(system):
+            raise PolicyError(
+                f"{policy.locate(['systems', index, 'identity'])}: systems[{index}].identity: "
+                f"{system.identity!r} derives the identity from the Slack email; list the "
+                "domains those emails may come from in `email_domains` (in defaults or in the "
+                "system), e.g. email_domains: [example.com]"
+            )
 
 
 def describe_error(path: Path, root: yaml.Node | None, exc: ValidationError) -> str:

@@ -20,7 +20,8 @@ from app.jobs.review import schedule_review
 from app.jobs.scheduler import start_scheduler
 from app.logging import register_secret
 from app.oncall import pagerduty_from_settings
-from app.policy import load_policy
+from app.operations.policy_change import describe_uncovered, uncovered_sessions
+from app.policy import PolicyError, load_policy
 from app.providers.base import build_providers
 from app.slack.after_ack import AfterAck
 from app.slack.bolt_app import build_bolt_app, make_client
@@ -107,6 +108,10 @@ def build_bot(settings: Settings, *, socket: bool = False, migrate: bool = True)
     if migrate:
         database.upgrade(settings.database_url)
     ctx = build_context(settings)
+    with database.reading(ctx.db) as db:
+        uncovered = uncovered_sessions(db, ctx.policy)
+    if uncovered:
+        raise PolicyError(describe_uncovered(settings.policy_file, uncovered))
     client = make_client(settings)
     later = AfterAck(settings.work_threads)
     return Bot(ctx, client, build_bolt_app(ctx, client, later, socket=socket), later)

@@ -48,6 +48,7 @@ def _system(system_id: str, url: str, body: str) -> str:
         "    provider: webhook\n"
         f"    config: {{url: '{url}', secret_env: TEST_WEBHOOK_SECRET, timeout: 2}}\n"
         "    identity: '{email}'\n"
+        "    email_domains: [example.com]\n"
     )
     return head + textwrap.indent(textwrap.dedent(body), "    ")
 

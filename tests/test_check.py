@@ -111,7 +111,7 @@ def test_a_healthy_deployment_is_all_ok_and_exits_0(
     )
     assert report.status("provider orders-api (webhook)") == "OK"
     assert report.detail("provider orders-api (webhook)") == "reachable (GET answered HTTP 200)"
-    assert report.summary == "all 5 checks OK"
+    assert report.summary == "all 6 checks OK"
     # nothing was posted, and the webhook got a plain GET, never a signed grant or revoke
     assert [c.method for c in slack.calls] == ["auth.test", "conversations.info"]
     assert [(r.body, r.signature_valid) for r in webhook.requests] == [({}, False)]
@@ -125,6 +125,7 @@ def test_json_lines_carry_the_same_results(tmp_path: Path, env: dict[str, str]) 
     assert [row["check"] for row in rows] == [
         "settings",
         "policy",
+        "open sessions",
         "slack auth.test",
         "slack channel C0APPROVALS",
         "provider orders-api (webhook)",
@@ -145,7 +146,7 @@ def test_a_token_slack_refuses_is_a_problem_with_the_hint(
     assert report.detail("slack auth.test") == "Slack answered invalid_auth: check SLACK_BOT_TOKEN"
     assert report.status("provider orders-api (webhook)") == "OK"  # the rest still ran
     assert "slack channel C0APPROVALS" not in report.rows
-    assert report.summary == "1 problem(s) in 4 checks"
+    assert report.summary == "1 problem(s) in 5 checks"
     assert BOT_TOKEN not in report.stdout + report.stderr
 
 
@@ -168,7 +169,7 @@ def test_bot_missing_from_the_approver_channel_is_told_how_to_invite_it(
         "the bot is not in #approvals (approvers of orders-api): "
         "invite the bot: /invite @prod-access in #approvals"
     )
-    assert report.summary == "1 problem(s) in 5 checks"
+    assert report.summary == "1 problem(s) in 6 checks"
 
 
 def test_every_distinct_approver_channel_is_checked_once(

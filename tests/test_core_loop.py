@@ -458,14 +458,13 @@ def test_home_tab_shows_open_access_with_end_button(bot: BotHarness) -> None:
     assert session.id in text and "end_session" in text and pending in text
 
 
-def test_unknown_email_fails_the_grant_with_the_reason(
+def test_unknown_email_refuses_the_request_with_the_reason(
     bot: BotHarness, webhook: WebhookReceiver
 ) -> None:
-    request_id = bot.quick_request("orders-api read 15m PAY-15 check", BOB)
     bot.slack.fail("users.info", "user_not_found")
-    bot.send.click("approve_request", request_id, LEAD1)
-    session = bot.wait_session(request_id, SessionState.grant_failed)
-    assert "cannot look up <@U0BOB> in Slack (user_not_found)" in session.last_error
+    answer = bot.send.command("orders-api read 15m PAY-15 check", BOB)
+    assert "Cannot look up" in answer.text and "(user_not_found)" in answer.text
+    assert bot.slack.calls_to("chat.postMessage") == []  # no approver is asked
     assert webhook.actions() == []  # nothing was sent to the provider
 
 

@@ -41,6 +41,7 @@ LEDGER_SYSTEM = """\
     provider: postgres
     config: {dsn_env: LOGTEST_LEDGER_DSN}
     identity: '{email_local}'
+    email_domains: [example.com]
     approvers: [U0LEAD1]
     roles:
       - {id: read, grant: ledger_readonly, max_duration: 30m}

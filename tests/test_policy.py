@@ -60,6 +60,7 @@ systems:
     approvers: [U1]
     roles:
       - {id: read, grant: ro}
+    email_domains: [example.com]
 """
 
 

@@ -24,11 +24,13 @@ CHECKOUT_DB = """\
     provider: postgres
     config: {dsn_env: TEST_PG_ADMIN_DSN}
     identity: '{email_local}'
+    email_domains: [example.com]
     approvers: [U0LEAD1, U0LEAD2]
     approver_channel: C0CHECKOUT
     roles:
       - {id: read, grant: checkout_readonly, max_duration: 30m}
       - {id: write, grant: checkout_readwrite, max_duration: 2h}
+      - {id: owner, grant: checkout_owner, max_duration: 30m}
 users:
   U0MALLORY: {identity: 'mallory"; DROP ROLE checkout_readwrite; --'}
 """
@@ -48,6 +50,14 @@ def target_dsn(pg_server: PostgresServer) -> Iterator[str]:
                 "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
             )
         conn.execute("REVOKE checkout_readwrite, checkout_readonly FROM bob")
+        for role, attribute in (
+            ("svc_checkout", "LOGIN CREATEROLE"),
+            ("checkout_owner", "BYPASSRLS"),
+        ):
+            conn.execute(
+                f"DO $$ BEGIN CREATE ROLE {role} {attribute}; "
+                "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+            )
     yield dsn
 
 
@@ -101,6 +111,28 @@ def test_postgres_identifiers_are_quoted_never_formatted(
     with psycopg.connect(target_dsn, autocommit=True) as conn:
         row = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'checkout_readwrite'")
         assert row.fetchone() is not None  # nothing was dropped
+
+
+def test_postgres_refuses_to_grant_to_a_privileged_role(
+    pg_bot: BotHarness, target_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # svc_checkout@example.com maps onto the service account svc_checkout (LOGIN CREATEROLE)
+    monkeypatch.setitem(pg_bot.slack.users, "U0SVC", {"email": "svc_checkout@example.com"})
+    request_id = pg_bot.quick_request("checkout-db read 30m PAY-1 look", "U0SVC")
+    pg_bot.send.click("approve_request", request_id, LEAD1)
+    session = pg_bot.wait_session(request_id, SessionState.grant_failed)
+    assert "the person's role svc_checkout has CREATEROLE" in (session.last_error or "")
+    assert not has_role(target_dsn, "svc_checkout", "checkout_readonly")
+
+
+def test_postgres_refuses_to_grant_a_privileged_role(pg_bot: BotHarness, target_dsn: str) -> None:
+    request_id = pg_bot.quick_request("checkout-db owner 30m PAY-1 own it", BOB)
+    pg_bot.send.click("approve_request", request_id, LEAD1)
+    session = pg_bot.wait_session(request_id, SessionState.grant_failed)
+    assert "the granted role checkout_owner has BYPASSRLS" in (session.last_error or "")
+    assert not has_role(target_dsn, "bob", "checkout_owner")
+    card = pg_bot.slack.wait_for("chat.update", lambda a: "BYPASSRLS" in str(a.get("blocks")))
+    assert "Nothing was granted" in str(card[-1]["blocks"])
 
 
 def test_postgres_grant_twice_and_revoke_twice_succeed(target_dsn: str, monkeypatch) -> None:

@@ -284,6 +284,7 @@ def test_identity_center_access_through_the_bot_is_granted_and_revoke_is_verifie
       account_id: '{ACCOUNT}'
       poll_interval: 0
     identity: '{{email_local}}'
+    email_domains: [example.com]
     approvers: [U0LEAD1]
     roles:
       - {{id: admin, grant: ProdAdmin, max_duration: 1h}}

@@ -234,6 +234,7 @@ def command_bot(
     provider: command
     config: {{argv: ['{sys.executable}', '{ledger}'], timeout: 5, env: [ACCESS_STATE]}}
     identity: '{{email_local}}'
+    email_domains: [example.com]
     approvers: [U0LEAD1]
     roles:
       - {{id: admin, grant: sudo-ops, max_duration: 1h}}

@@ -31,6 +31,7 @@ GITHUB_SYSTEM = """\
     provider: github_team
     config: {{org: acme, token_env: TEST_GITHUB_TOKEN, api_url: '{url}', timeout: 0.5}}
     identity: '{{email_local}}'
+    email_domains: [example.com]
     approvers: [U0LEAD1]
     roles:
       - {{id: admin, grant: prod-admins, max_duration: 1h}}

@@ -120,6 +120,7 @@ def test_okta_grant_that_times_out_fails_visibly_and_an_approver_retry_grants(
     provider: okta_group
     config: {{api_url: '{okta.url}', token_env: TEST_OKTA_TOKEN, timeout: 0.5}}
     identity: '{{email}}'
+    email_domains: [example.com]
     approvers: [U0LEAD1, U0LEAD2]
     roles:
       - {{id: admin, grant: {GROUP}, max_duration: 1h}}

@@ -56,6 +56,7 @@ def _ledger_system(path: Path, provider: str = "ledger", config: str | None = No
     provider: {provider}
     config: {config or f"{{path: '{path}'}}"}
     identity: '{{email_local}}'
+    email_domains: [example.com]
     approvers: [U0LEAD1]
     roles:
       - {{id: admin, grant: ops-admin, max_duration: 1h}}

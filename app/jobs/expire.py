@@ -1,5 +1,6 @@
 """The expiry sweep: revoke every session whose window has ended, retry failing revokes, and
-finish intents (`granting` / `revoking`) whose worker died. Idempotent, and safe to run in every
+finish intents (`granting` / `revoking`) whose worker died, and ask again about grants whose
+outcome is unknown (`grant_unknown`: revoked if found). Idempotent, and safe to run in every
 replica at once, against one PostgreSQL:
 
 - Claim, then call. One transaction locks a batch of due sessions with SELECT … FOR UPDATE SKIP
@@ -47,7 +48,7 @@ from app.operations.end_session import (
     record_revokes,
     start_ending,
 )
-from app.operations.grant_session import grant_session
+from app.operations.grant_session import confirm_grant, grant_session
 from app.operations.request_access import submit_request
 
 log = structlog.get_logger(__name__)
@@ -60,17 +61,20 @@ DUE: dict[str, tuple[tuple[SessionState, ...], InstrumentedAttribute[Any]]] = {
         AccessSession.next_attempt_at,
     ),
     "resumed": ((SessionState.granting,), AccessSession.next_attempt_at),
+    "unconfirmed": ((SessionState.grant_unknown,), AccessSession.next_attempt_at),
 }
 
 
 @dataclass
 class SweepResult:
     """Ids of the sessions a sweep claimed: expired (now being revoked), retried (a failing
-    revoke, or a revoke whose worker died), resumed (a grant whose worker died)."""
+    revoke, or a revoke whose worker died), resumed (a grant whose worker died), unconfirmed
+    (a grant whose outcome is unknown, asked about again)."""
 
     expired: list[str] = field(default_factory=list)
     retried: list[str] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
+    unconfirmed: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -80,9 +84,10 @@ class Claims:
     expired: list[AccessSession] = field(default_factory=list)
     retried: list[AccessSession] = field(default_factory=list)
     resumed: list[AccessSession] = field(default_factory=list)
+    unconfirmed: list[AccessSession] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.expired) + len(self.retried) + len(self.resumed)
+        return len(self.expired) + len(self.retried) + len(self.resumed) + len(self.unconfirmed)
 
 
 def due_sessions(kind: str, now: datetime, limit: int) -> Select[AccessSession]:
@@ -127,6 +132,10 @@ def claim_due_sessions(ctx: AppContext, limit: int) -> Claims:
             for session in db.scalars(due_sessions("resumed", now, limit - len(claims))):
                 session.next_attempt_at = now + INTENT_LEASE
                 claims.resumed.append(session)
+        if len(claims) < limit:
+            for session in db.scalars(due_sessions("unconfirmed", now, limit - len(claims))):
+                session.next_attempt_at = now + INTENT_LEASE
+                claims.unconfirmed.append(session)
     return claims
 
 
@@ -165,6 +174,7 @@ def expire_due_sessions(ctx: AppContext) -> SweepResult:
             result.expired += [s.id for s in claims.expired]
             result.retried += [s.id for s in claims.retried]
             result.resumed += [s.id for s in claims.resumed]
+            result.unconfirmed += [s.id for s in claims.unconfirmed]
             running |= {
                 pool.submit(safely, "sweep", partial(call_revoke, ctx, s), session_id=s.id)
                 for s in claims.expired + claims.retried
@@ -172,6 +182,10 @@ def expire_due_sessions(ctx: AppContext) -> SweepResult:
             running |= {
                 pool.submit(safely, "sweep", partial(grant_session, ctx, s.id), session_id=s.id)
                 for s in claims.resumed
+            }
+            running |= {
+                pool.submit(safely, "sweep", partial(confirm_grant, ctx, s.id), session_id=s.id)
+                for s in claims.unconfirmed
             }
             collect(block=False)
             # The next batch is claimed when a batch's worth of workers is free to start it.

@@ -1,10 +1,11 @@
 """Reconciliation: ask the providers what is really granted and compare it with the sessions.
 
 What it finds, and what it does about it:
-- Standing access: a session ended within the last RECONCILE_LOOKBACK_DAYS, yet its provider's
-  `check` says the access is present, and no open session of the same person for the same grant
-  on the same system explains it (overlapping sessions are legitimate, and a session still being
-  granted or revoked is the other jobs' business). It is audited `drift_detected`, revoked again
+- Standing access: a session ended (or whose grant failed) within the last
+  RECONCILE_LOOKBACK_DAYS, yet its provider's `check` says the access is present, and no open
+  session of the same person for the same grant on the same system explains it (overlapping
+  sessions are legitimate, and a session still being granted or revoked, or whose grant's
+  outcome is unknown, is the other jobs' business). It is audited `drift_detected`, revoked again
   through the provider (verified by `check`, like every revoke), audited `drift_revoked` or
   `drift_revoke_failed`, and announced in the approver channel.
 - Access missing: an active session whose access `check` says is absent: audited
@@ -26,7 +27,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app import audit, clock
 from app.context import AppContext
@@ -39,6 +40,9 @@ from app.providers.base import ProviderError, short
 
 log = structlog.get_logger(__name__)
 
+#: Sessions that should hold nothing: access found for one of them (and no open session of the
+#: same access) is standing access.
+HOLDS_NOTHING = (SessionState.ended, SessionState.grant_failed)
 STANDING_ACCESS = "standing_access"
 ACCESS_MISSING = "access_missing"
 CHECK_FAILED = "check_failed"
@@ -115,12 +119,15 @@ def _sessions(ctx: AppContext, state: SessionState) -> list[AccessSession]:
 
 
 def _latest_ended_per_access(ctx: AppContext) -> list[AccessSession]:
+    """Per access (system, identity, grant), its most recent session that should hold nothing:
+    ended, or whose grant failed (a grant may land although its answer said otherwise)."""
     since = clock.now() - timedelta(days=ctx.settings.reconcile_lookback_days)
+    when = func.coalesce(AccessSession.ended_at, AccessSession.created_at)
     with transaction(ctx.db) as db:
         ended = db.scalars(
             select(AccessSession)
-            .where(AccessSession.state == SessionState.ended, AccessSession.ended_at >= since)
-            .order_by(AccessSession.ended_at.desc())
+            .where(AccessSession.state.in_(HOLDS_NOTHING), when >= since)
+            .order_by(when.desc())
         ).all()
     latest: dict[tuple[str, str, str], AccessSession] = {}
     for session in ended:
@@ -183,8 +190,8 @@ def _reconcile_ended(ctx: AppContext, session: AccessSession) -> Finding | None:
             return _finding(session, CHECK_FAILED, "not_checked", short(exc))
         if not present:
             return None
-        ended = session.ended_at.isoformat() if session.ended_at else "?"
-        _record(ctx, session, "drift_detected", ended_at=ended)
+        ended = session.ended_at.isoformat() if session.ended_at else None
+        _record(ctx, session, "drift_detected", ended_at=ended, state=session.state.value)
         try:
             note = revoke_verified(provider, session)
         except ProviderError as exc:
@@ -194,9 +201,10 @@ def _reconcile_ended(ctx: AppContext, session: AccessSession) -> Finding | None:
         else:
             _record(ctx, session, "drift_revoked", **provider_note(note))
             outcome, done = "revoked", "revoked it again"
+    after = f"{session.id} ended ({ended})" if ended else f"the grant of {session.id} failed"
     detail = (
         f"{session.identity} still held {session.grant_name} on {session.system_id} after "
-        f"{session.id} ended ({ended}); {done}."
+        f"{after}; {done}."
     )
     log.warning("standing_access", session_id=session.id, outcome=outcome, detail=detail)
     ctx.notify.drift_found(session, detail)

@@ -33,6 +33,7 @@ from app.models import (
 from app.operations import people
 from app.operations.common import INTENT_LEASE, load_locked, new_id, read_row
 from app.operations.errors import ConflictError, NotAllowed
+from app.operations.queries import with_approvals
 from app.policy import format_duration
 
 DENY_REASON_MAX = 500
@@ -79,13 +80,21 @@ def _check_pending(request: AccessRequest) -> None:
 
 
 def approve_request(ctx: AppContext, request_id: str, approver_id: str) -> Decision:
-    """Count one approval; at the role's approvals_required the request is approved."""
-    check_decider(ctx, read_row(ctx, AccessRequest, request_id), approver_id, "approve")
+    """Count one approval; at the role's approvals_required the request is approved. The
+    policy in force now decides, not the one in force when the request was made: the
+    requester must still be allowed to ask, and only approvals from people who may approve
+    now are counted."""
+    before = read_row(ctx, AccessRequest, request_id, with_approvals)
+    check_decider(ctx, before, approver_id, "approve")
+    people.check_still_requester(ctx, before)
+    # Asked outside the transaction (a user group may need Slack). Approvals recorded after
+    # this read were checked a moment ago by their own click.
+    stale = set(not_approvers_now(ctx, before))
     with transaction(ctx.db) as db:
         request = load_locked(db, AccessRequest, request_id)
         _check_pending(request)
         if approver_id in request.approved_by:
-            missing = request.approvals_required - len(request.approved_by)
+            missing = request.approvals_required - len(_counted(request, stale))
             raise ConflictError(
                 f"You already approved {request.id}; it needs {missing} more from other approvers."
             )
@@ -93,7 +102,9 @@ def approve_request(ctx: AppContext, request_id: str, approver_id: str) -> Decis
         db.add(Approval(request=request, approver_id=approver_id, at=now))
         db.flush()
         db.refresh(request, ["approvals"])
-        count, required = len(request.approvals), request.approvals_required
+        counted = _counted(request, stale)
+        count, required = len(counted), request.approvals_required
+        not_counted = {"not_counted": sorted(stale)} if stale else {}
         if count < required:
             audit.record(
                 db,
@@ -101,15 +112,32 @@ def approve_request(ctx: AppContext, request_id: str, approver_id: str) -> Decis
                 approver_id,
                 request=request,
                 approvals=f"{count}/{required}",
+                **not_counted,
             )
             decision = Decision(request)
         else:
-            decision = _approve(db, ctx, request, approver_id, Route.approvers)
+            decision = _approve(
+                db, ctx, request, approver_id, Route.approvers, counted=counted, **not_counted
+            )
     if decision.approved:
         ctx.notify.request_decided(decision.request)
     else:
         ctx.notify.approval_counted(decision.request, approver_id)
     return decision
+
+
+def not_approvers_now(ctx: AppContext, request: AccessRequest) -> list[str]:
+    """Who approved this request but may not approve it by the policy in force now."""
+    system = ctx.policy.system(request.system_id)
+    return [
+        a
+        for a in request.approved_by
+        if system is None or not people.may_approve(ctx, system, request.role_id, a)
+    ]
+
+
+def _counted(request: AccessRequest, stale: set[str]) -> list[str]:
+    return [a for a in request.approved_by if a not in stale]
 
 
 def _approve(
@@ -119,8 +147,12 @@ def _approve(
     actor: str,
     route: Route,
     note: str | None = None,
+    counted: list[str] | None = None,
+    **extra: object,
 ) -> Decision:
-    """pending → approved, inside the caller's transaction; creates or extends the session."""
+    """pending → approved, inside the caller's transaction; creates or extends the session
+    with what the card showed (the identity, the grant), or refuses if the policy has changed
+    what the role grants since."""
     now = clock.now()
     request.state, request.decided_by, request.decided_at = RequestState.approved, actor, now
     request.route, request.decision_note = route, note
@@ -130,6 +162,11 @@ def _approve(
     role = system.role(request.role_id) if system else None
     if role is None:
         raise NotAllowed(f"Access {request.role_id} is no longer in the policy.")
+    if request.grant_name is not None and request.grant_name != role.grant:
+        raise NotAllowed(
+            f"The policy changed: {request.system_id} {request.role_id} now grants "
+            f"{role.grant}, not {request.grant_name} as this request says. Ask for it again."
+        )
     session = AccessSession(
         id=new_id("S"),
         request=request,
@@ -138,6 +175,8 @@ def _approve(
         system_id=request.system_id,
         role_id=request.role_id,
         grant_name=role.grant,
+        identity=request.identity,
+        email=request.email,
         state=SessionState.granting,
         created_at=now,
         attempts=0,
@@ -145,7 +184,7 @@ def _approve(
     )
     db.add(session)
     if route == Route.approvers:
-        event, detail = "approved", {"approvers": request.approved_by}
+        event, detail = "approved", {"approvers": counted or request.approved_by, **extra}
     elif route == Route.breakglass:
         assert system is not None and system.breakglass is not None  # checked at request time
         request.review_state = ReviewState.due

@@ -49,6 +49,7 @@ _AUDIT_EVENT = {
     EndReason.released: "released",
     EndReason.admin: "admin_ended",
     EndReason.flagged: "flagged_ended",
+    EndReason.unconfirmed: "unconfirmed_found",
 }
 REVOCABLE = (SessionState.revoking, SessionState.revoke_failing)
 

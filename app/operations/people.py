@@ -13,7 +13,9 @@ from collections.abc import Iterable
 import structlog
 
 from app.context import AppContext
-from app.policy import System, is_group
+from app.models import AccessRequest, AccessSession
+from app.operations.errors import NotAllowed
+from app.policy import System, is_group, uses_email
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +58,31 @@ def may_request(ctx: AppContext, system: System, user_id: str) -> bool:
 
 def may_break_glass(ctx: AppContext, system: System, user_id: str) -> bool:
     return system.breakglass is not None and is_among(ctx, system.breakglass.users, user_id)
+
+
+def identity_of(ctx: AppContext, system: System, user_id: str) -> tuple[str, str | None]:
+    """(identity, email): who the person is at the system's provider, by the policy now. Asks
+    the directory for the email only when the identity is made from it. ValueError says why
+    no identity can be given (no email, an email outside the system's email_domains, Slack
+    could not be asked)."""
+    email = None
+    if uses_email(system) and user_id not in ctx.policy.users:
+        email = ctx.directory.email_for(user_id)
+    return ctx.policy.identity_for(system, user_id, email), email
+
+
+def check_still_requester(ctx: AppContext, row: AccessRequest | AccessSession) -> None:
+    """Is the person who asked still allowed to request this system, by the policy in force
+    now (its `requesters`)? Asked again at every approval and extension, since the policy may
+    have changed since the request was made."""
+    system = ctx.policy.system(row.system_id)
+    if system is None:
+        raise NotAllowed(f"System {row.system_id} is no longer in the policy.")
+    if not may_request(ctx, system, row.requester_id):
+        raise NotAllowed(
+            f"<@{row.requester_id}> is no longer on the list of people who may request "
+            f"{system.id} (the policy changed), so this can't go ahead."
+        )
 
 
 def requestable(ctx: AppContext, user_id: str) -> list[System]:

@@ -11,6 +11,7 @@ from app.models import AccessRequest, AccessSession, RequestState, ReviewState, 
 
 OPEN_SESSION_STATES = (
     SessionState.granting,
+    SessionState.grant_unknown,
     SessionState.active,
     SessionState.revoking,
     SessionState.revoke_failing,

@@ -137,6 +137,12 @@ def create_request(ctx: AppContext, requester_id: str, form: RequestForm) -> Acc
         )
     role = system.role(valid.role)
     assert role is not None
+    # Who the person will be at the provider is settled now, before any approver is asked,
+    # and shown on the card: what the approvers approve is what the session gets.
+    try:
+        identity, email = people.identity_of(ctx, system, requester_id)
+    except ValueError as exc:
+        raise InvalidRequest({"system": _sentence(str(exc))}) from None
     now = clock.now()
     with transaction(ctx.db) as db:
         request = AccessRequest(
@@ -155,6 +161,9 @@ def create_request(ctx: AppContext, requester_id: str, form: RequestForm) -> Acc
             approvals_required=role.approvals_required,
             decide_by=now + ctx.policy.request_ttl(system),
             escalations=0,
+            identity=identity,
+            email=email,
+            grant_name=role.grant,
         )
         insert_row(db, request)
         audit.record(
@@ -167,6 +176,10 @@ def create_request(ctx: AppContext, requester_id: str, form: RequestForm) -> Acc
             **({"breakglass": True} if valid.breakglass else {}),
         )
     return request
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
 def extension_room(policy: Policy, session: AccessSession) -> timedelta:
@@ -193,7 +206,9 @@ def request_extension(
     ctx: AppContext, session_id: str, user_id: str, duration: str, reason: str
 ) -> AccessRequest:
     """Ask for more time on an active session: a new request (kind `extension`) under the same
-    approval rules; the session's end moves only when it is approved."""
+    approval rules; the session's end moves only when it is approved. The person must still
+    be allowed to request the system by the policy in force now."""
+    people.check_still_requester(ctx, read_row(ctx, AccessSession, session_id))
     with transaction(ctx.db) as db:
         session = load_locked(db, AccessSession, session_id)
         check_extender(session, user_id)
@@ -248,6 +263,9 @@ def request_extension(
             approvals_required=role.approvals_required,
             decide_by=min(now + ctx.policy.request_ttl(system), session.expires_at or now),
             escalations=0,
+            identity=session.identity,
+            email=session.email,
+            grant_name=session.grant_name,
         )
         db.add(request)
         audit.record(

@@ -29,6 +29,19 @@ HOLDS_ROLE = """
         WHERE granted.rolname = %s AND member.rolname = %s
     )
 """
+# Roles whose attributes reach beyond what a grant should give: SUPERUSER, CREATEROLE,
+# BYPASSRLS and REPLICATION are not inherited through membership, but SET ROLE takes them on,
+# and a person mapped onto such a role (a service account, say) must not be handed rights.
+PRIVILEGED = """
+    SELECT rolname, concat_ws(', ',
+        CASE WHEN rolsuper THEN 'SUPERUSER' END,
+        CASE WHEN rolcreaterole THEN 'CREATEROLE' END,
+        CASE WHEN rolbypassrls THEN 'BYPASSRLS' END,
+        CASE WHEN rolreplication THEN 'REPLICATION' END)
+    FROM pg_roles
+    WHERE rolname = ANY(%s) AND (rolsuper OR rolcreaterole OR rolbypassrls OR rolreplication)
+    ORDER BY rolname
+"""
 # pg_terminate_backend(pid, timeout) waits until the backend is gone (PostgreSQL 14+); it answers
 # false both for "did not go in time" and "was already gone", so survivors are looked up after.
 TERMINATE = """
@@ -74,6 +87,20 @@ class PostgresProvider:
                 raise ProviderError(short(exc)) from None
 
     def grant(self, access: AccessGrant) -> None:
+        """GRANT, unless the person's role or the granted role is privileged (see PRIVILEGED):
+        a grant that would hand out more than the role's own rights is refused, never made."""
+        with self._connect() as conn:
+            try:
+                rows = conn.execute(PRIVILEGED, ([access.identity, access.grant],)).fetchall()
+            except psycopg.Error as exc:
+                raise ProviderError(f"cannot read the roles' attributes: {short(exc)}") from None
+        for name, attributes in rows:
+            whose = "the person's role" if name == access.identity else "the granted role"
+            raise ProviderError(
+                f"refused: {whose} {name} has {attributes}; prod-access does not grant to or "
+                "through such a role (a privileged role is not temporary access)",
+                retryable=False,
+            )
         self._run(
             sql.SQL("GRANT {} TO {}").format(
                 sql.Identifier(access.grant), sql.Identifier(access.identity)

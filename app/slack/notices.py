@@ -31,6 +31,7 @@ from app.models import (
     RequestState,
     ReviewState,
     Route,
+    SessionState,
 )
 from app.operations import people, queries
 from app.operations.request_access import attach_card
@@ -362,12 +363,28 @@ class SlackNotifier:
     def grant_failed(self, session: AccessSession) -> None:
         request = self._refresh_card(session.request_id)
         error = escape(session.last_error or "unknown error")
-        self._thread(request, f":warning: Grant failed: {error}. Nothing was granted.")
-        self._dm(
-            session.requester_id,
-            f":warning: Granting {views.what(session, self.policy)} failed: {error}. "
-            "Nothing was granted; an approver can retry from the card.",
-        )
+        what = views.what(session, self.policy)
+        if session.state == SessionState.grant_unknown:
+            self._thread(request, f":warning: Grant outcome unknown: {error}. Checking again.")
+            self._dm(
+                session.requester_id,
+                f":warning: Granting {what} failed ({error}) and the system could not say "
+                "whether it is in place. It is being checked again and revoked if found; ask "
+                "for it again if you still need it.",
+            )
+        else:
+            self._thread(request, f":warning: Grant failed: {error}. Nothing was granted.")
+            system = self.policy.system(session.system_id)
+            window = format_duration(self.policy.retry_within(system)) if system else None
+            self._dm(
+                session.requester_id,
+                f":warning: Granting {what} failed: {error}. Nothing was granted; you or an "
+                + (
+                    f"approver can retry from the card within {window} of the approval."
+                    if window
+                    else "approver can ask again."
+                ),
+            )
         self._homes_of(request)
 
     @_never_raises

@@ -25,6 +25,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from app import clock
 from app.models import (
     AccessRequest,
     AccessSession,
@@ -418,16 +419,35 @@ def approval_card(
     reason = quote(request.reason, CARD_REASON_MAX)
     if reason_cut(request):
         reason += "\n_(cut; the full reason is in the thread)_"
-    blocks += [
-        SectionBlock(fields=[MarkdownTextObject(text=f) for f in fields]),
-        _mrkdwn("*Reason*\n" + reason),
-    ]
-    blocks += _card_status(request, session, approvers)
+    blocks.append(SectionBlock(fields=[MarkdownTextObject(text=f) for f in fields]))
+    if request.identity and request.grant_name:
+        blocks.append(_context(":key: " + grants_line(request)))
+    blocks.append(_mrkdwn("*Reason*\n" + reason))
+    retry_open = (
+        system is not None
+        and session is not None
+        and request.review_state != ReviewState.flagged
+        and clock.now() <= policy.retry_until(system, request.decided_at or session.created_at)
+    )
+    blocks += _card_status(request, session, approvers, retry_open)
     return _dicts(blocks)
 
 
+def grants_line(request: AccessRequest) -> str:
+    """Exactly what approving gives: "Grants `checkout_readonly` to `nina` on `checkout-db`"."""
+    return (
+        f"Grants {_code(request.grant_name or '')} to {_code(request.identity or '')} on "
+        f"{_code(request.system_id)}"
+    )
+
+
+def _code(text: str) -> str:
+    """Text as inline code; a backtick in it (an odd email) cannot end the span early."""
+    return "`" + escape(text.replace("`", "'")) + "`"
+
+
 def _card_status(
-    request: AccessRequest, session: AccessSession | None, approvers: str
+    request: AccessRequest, session: AccessSession | None, approvers: str, retry_open: bool
 ) -> list[Block]:
     if request.state == RequestState.pending:
         count, required = len(request.approved_by), request.approvals_required
@@ -467,7 +487,7 @@ def _card_status(
             )
     elif session is not None:
         lines.append(_session_status(session))
-        if session.state == SessionState.grant_failed:
+        if session.state == SessionState.grant_failed and retry_open:
             extra.append(
                 ActionsBlock(
                     block_id="grant_failed",
@@ -551,6 +571,12 @@ def _session_status(session: AccessSession) -> str:
     if state == SessionState.grant_failed:
         error = escape(session.last_error or "unknown error")
         return f":warning: *Grant failed*: {error}. Nothing was granted."
+    if state == SessionState.grant_unknown:
+        error = escape(session.last_error or "unknown error")
+        return (
+            f":warning: *Grant outcome unknown*: {error}. The provider is being asked again; "
+            "if the access turns out to be in place, it is revoked."
+        )
     if state == SessionState.active and session.expires_at:
         return f":unlock: *Active* (`{session.id}`) until {slack_date(session.expires_at)}"
     if state == SessionState.revoking:
@@ -575,6 +601,10 @@ def end_reason_text(session: AccessSession) -> str:
         return f"ended early by <@{session.ended_by}>"
     if session.end_reason == EndReason.admin:
         return f"ended by admin {escape(session.ended_by or '')}"
+    if session.end_reason == EndReason.unconfirmed:
+        return "its grant's answer was lost; found in place afterwards and revoked"
+    if session.end_reason == EndReason.flagged:
+        return "flagged in review"
     return "expired"
 
 

@@ -22,6 +22,7 @@ def write_policy(
             defaults:
               approver_channel: {channel}
               ticket_pattern: '^[A-Z][A-Z0-9]+-\\d+$'
+              email_domains: [example.com]
               default_duration: 1h
               max_duration: 2h
               closeout_reminders: [15m, 1h, 24h]

@@ -47,7 +47,7 @@ class WebhookReceiver(ServedFake):
         self._server = LocalServer(self._handle)
         self._changed = threading.Condition()
         self._requests: list[Received] = []
-        self._statuses: deque[int] = deque()
+        self._statuses: deque[tuple[int, bool]] = deque()
         self._delays: deque[float] = deque()
         self._held: set[tuple[str, str]] = set()
 
@@ -86,10 +86,11 @@ class WebhookReceiver(ServedFake):
         with self._changed:
             self._held.discard((identity, grant))
 
-    def respond_with(self, status: int, times: int = 1) -> None:
-        """Answer the next `times` requests with HTTP `status`."""
+    def respond_with(self, status: int, times: int = 1, *, applied: bool = False) -> None:
+        """Answer the next `times` requests with HTTP `status`. `applied`: a failing status
+        still makes the change (a target that did the work and then lost its answer)."""
         with self._changed:
-            self._statuses.extend([status] * times)
+            self._statuses.extend([(status, applied)] * times)
 
     def delay(self, seconds: float, times: int = 1) -> None:
         """Sleep `seconds` before answering each of the next `times` requests (they are
@@ -155,9 +156,9 @@ class WebhookReceiver(ServedFake):
         with self._changed:
             self._requests.append(received)
             self._changed.notify_all()
-            status = self._statuses.popleft() if self._statuses else 200
+            status, applied = self._statuses.popleft() if self._statuses else (200, False)
             pause = self._delays.popleft() if self._delays else 0.0
-            present = self._apply(received) if status < 400 else False
+            present = self._apply(received) if status < 400 or applied else False
         if pause:
             time.sleep(pause)
         if status >= 400:

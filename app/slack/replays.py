@@ -42,17 +42,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app import clock
 from app.context import AppContext
-from app.db import engine_of, is_postgres, transaction
+from app.db import engine_of, is_postgres
 from app.models import SeenSlackRequest
 
 log = structlog.get_logger(__name__)
 
-#: How long a request or event id is remembered: the 5-minute window either side of now.
+#: How long a request or event id is remembered: a signature is good 5 minutes either side of
+#: its timestamp, so for 10 minutes at most.
 REMEMBER = timedelta(minutes=10)
 #: How often the timer deletes what is older than REMEMBER.
 FORGET_EVERY_SECONDS = 60.0
-
-_SEEN = SeenSlackRequest.__table__
 
 
 class RefuseReplays(Middleware):
@@ -91,10 +90,10 @@ def remember(engine: Engine, keys: list[str]) -> set[str]:
     insert = postgresql.insert if is_postgres(engine) else sqlite.insert
     now = clock.now()
     statement = (
-        insert(_SEEN)
+        insert(SeenSlackRequest)
         .values([{"key": key, "seen_at": now} for key in keys])
-        .on_conflict_do_nothing(index_elements=[_SEEN.c.key])
-        .returning(_SEEN.c.key)
+        .on_conflict_do_nothing(index_elements=[SeenSlackRequest.key])
+        .returning(SeenSlackRequest.key)
     )
     with engine.begin() as connection:
         return set(connection.scalars(statement))
@@ -103,9 +102,9 @@ def remember(engine: Engine, keys: list[str]) -> set[str]:
 def forget_old_slack_requests(ctx: AppContext) -> int:
     """The timer's job: delete what was seen more than REMEMBER ago; how many rows went."""
     cutoff = clock.now() - REMEMBER
-    with transaction(ctx.db) as db:
-        deleted = db.execute(delete(SeenSlackRequest).where(SeenSlackRequest.seen_at < cutoff))
-        return int(deleted.rowcount or 0)
+    with engine_of(ctx.db).begin() as connection:
+        old = delete(SeenSlackRequest).where(SeenSlackRequest.seen_at < cutoff)
+        return connection.execute(old).rowcount
 
 
 def _digest(kind: str, *parts: str) -> str:

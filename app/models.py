@@ -1,4 +1,5 @@
-"""Database tables: access requests, access sessions and the audit trail (SQLAlchemy 2, typed).
+"""Database tables: access requests, access sessions, the audit trail, the notice outbox and the
+Slack requests seen lately (SQLAlchemy 2, typed).
 
 States are StrEnums stored as plain strings (no native enum type, so adding a state is a small
 migration). All times are timezone-aware UTC, also on SQLite (`UTCDateTime`).
@@ -278,3 +279,14 @@ class PendingNotice(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SeenSlackRequest(Base):
+    """A Slack request answered lately, kept so a replica recognises it again: `key` is the
+    sha256 of a signed request's timestamp and signature, or of an Events API `event_id`
+    (app/slack/replays.py). Rows older than the signature window are deleted by a timer."""
+
+    __tablename__ = "seen_slack_requests"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -1,5 +1,6 @@
 """The SQLite set-up: writers take one lock (BEGIN IMMEDIATE behind a Python lock), readers
-(`reading`) take none, so a read never queues behind a revoke's transaction."""
+(`reading`) take none, so a read never queues behind a revoke's transaction. Migrations apply
+and undo on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import threading
 import time
 from pathlib import Path
 
-from sqlalchemy import text
+import pytest
+from alembic import command
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 
-from app.db import make_engine, make_sessionmaker, reading, transaction, upgrade
+from app import clock
+from app.db import alembic_config, make_engine, make_sessionmaker, reading, transaction, upgrade
 
 
 def test_a_read_does_not_wait_for_an_open_write_transaction(tmp_path: Path) -> None:
@@ -34,3 +39,33 @@ def test_a_read_does_not_wait_for_an_open_write_transaction(tmp_path: Path) -> N
     release.set()
     thread.join()
     assert read_took < 0.5, f"the read waited {read_took:.2f}s for the writer"
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_migration_0005_adds_and_removes_the_seen_slack_requests_table(
+    database: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = (
+        request.getfixturevalue("pg_database")
+        if database == "postgres"
+        else f"sqlite:///{tmp_path / 'db.sqlite'}"
+    )
+    config = alembic_config(url)
+    command.upgrade(config, "0004")
+    engine = make_engine(url)
+    assert "seen_slack_requests" not in inspect(engine).get_table_names()
+
+    command.upgrade(config, "0005")
+    tables = inspect(engine)
+    assert [c["name"] for c in tables.get_columns("seen_slack_requests")] == ["key", "seen_at"]
+    assert tables.get_pk_constraint("seen_slack_requests")["constrained_columns"] == ["key"]
+    assert [i["column_names"] for i in tables.get_indexes("seen_slack_requests")] == [["seen_at"]]
+    with engine.begin() as conn:  # the unique key holds: a second row with one key is refused
+        insert = text("INSERT INTO seen_slack_requests (key, seen_at) VALUES ('k', :at)")
+        conn.execute(insert, {"at": clock.now()})
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(insert, {"at": clock.now()})
+
+    command.downgrade(config, "0004")
+    assert "seen_slack_requests" not in inspect(engine).get_table_names()
+    engine.dispose()

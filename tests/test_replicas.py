@@ -399,15 +399,15 @@ def test_the_same_approve_delivered_to_both_replicas_grants_once(
     request_id = one.quick_request("orders-api write 1h PAY-40 hotfix", BOB)
     recorder = _Recorder(one.url, SIGNING_SECRET, one.slack.response_url())
     recorder.click("approve_request", request_id, LEAD1)
-    timestamp = str(int(time.time()))
-    signature = sign(SIGNING_SECRET, timestamp, recorder.body)
-
+    now = int(time.time())
+    # Two deliveries carry two timestamps, so two signatures, and both reach the approve
+    # operation; the same signature twice would be refused as a replay (tests below).
     answers = _at_once(
         *(
-            lambda bot=bot: bot.send.post(
-                recorder.body, timestamp=int(timestamp), signature=signature
+            lambda bot=bot, at=at: bot.send.post(
+                recorder.body, timestamp=at, signature=sign(SIGNING_SECRET, str(at), recorder.body)
             )
-            for bot in (one, two)
+            for bot, at in ((one, now), (two, now - 1))
         )
     )
 
@@ -420,6 +420,50 @@ def test_the_same_approve_delivered_to_both_replicas_grants_once(
         sessions = db.scalars(select(AccessSession).where(AccessSession.request_id == request_id))
         assert [s.id for s in sessions] == [session.id]
     assert _event_counts(one, "granted") == {session.id: 1}
+
+
+def test_a_request_replayed_to_the_other_replica_is_refused(
+    replicas: tuple[BotHarness, BotHarness], slack: FakeSlack
+) -> None:
+    one, two = replicas
+    request_id = one.quick_request("orders-api write 1h PAY-41 hotfix", BOB)
+    sent = one.send.last
+    assert sent is not None
+
+    answer = two.send.replay(sent)
+
+    assert answer.status == 401 and answer.json() == {"error": "replayed request"}
+    time.sleep(0.3)  # room for a second card, were there one
+    with transaction(two.ctx.db) as db:
+        assert list(db.scalars(select(AccessRequest.id))) == [request_id]
+    cards = [c for c in slack.calls_to("chat.postMessage") if "approve_request" in str(c)]
+    assert len(cards) == 1
+
+
+def test_one_signed_approve_sent_to_both_replicas_at_once_is_handled_by_one(
+    replicas: tuple[BotHarness, BotHarness], webhook: WebhookReceiver
+) -> None:
+    one, two = replicas
+    request_id = one.quick_request("orders-api write 1h PAY-42 hotfix", BOB)
+    recorder = _Recorder(one.url, SIGNING_SECRET, one.slack.response_url())
+    recorder.click("approve_request", request_id, LEAD1)
+    timestamp = str(int(time.time()))
+    signature = sign(SIGNING_SECRET, timestamp, recorder.body)
+
+    answers = _at_once(
+        *(
+            lambda bot=bot: bot.send.post(
+                recorder.body, timestamp=int(timestamp), signature=signature
+            )
+            for bot in (one, two)
+        )
+    )
+
+    assert sorted(a.status for a in answers) == [200, 401]
+    session = one.wait_session(request_id, SessionState.active)
+    webhook.wait_for(1, action="grant")
+    time.sleep(0.3)  # room for a second grant, were there one
+    assert _keys(webhook, "grant") == {f"{session.id}:grant": 1}
 
 
 def test_closeout_reminders_run_by_both_replicas_are_sent_once(

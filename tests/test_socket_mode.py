@@ -388,6 +388,43 @@ def test_serve_over_socket_mode_acks_and_does_the_work_after(
         assert bot.proc.poll() is None, "the bot stopped while connected"
 
 
+def test_an_event_sent_again_over_socket_mode_is_acked_and_handled_once(
+    env: dict[str, str],
+    slack: FakeSlack,
+    socket_server: SocketModeServer,
+    start_bot: Callable[..., BotProcess],
+) -> None:
+    """Slack sends an event again (same event_id, a new envelope) when it missed the ack."""
+    event = {
+        "token": "legacy-verification-token",
+        "team_id": "T0TEAM",
+        "api_app_id": "A0PRODACCESS",
+        "type": "event_callback",
+        "event_id": "Ev0HOME1",
+        "event_time": int(time.time()),
+        "event": {
+            "type": "app_home_opened",
+            "user": BOB,
+            "channel": "D0BOB",
+            "tab": "home",
+            "event_ts": f"{time.time():.6f}",
+        },
+    }
+    bot = start_bot(env, "serve", "--socket")
+    with bot.explained():
+        link = bot.wait_link(socket_server)
+        link.hello()
+        first = link.envelope("events_api", event, accepts_response_payload=False)
+        assert link.ack_for(first)["envelope_id"] == first
+        slack.wait_for("views.publish", lambda a: a["user_id"] == BOB, timeout=WORK_TIMEOUT)
+
+        again = link.envelope("events_api", event, accepts_response_payload=False)
+        assert link.ack_for(again)["envelope_id"] == again
+        time.sleep(SETTLE)
+        assert len(slack.calls_to("views.publish")) == 1
+        assert "slack_event_repeated" in bot.log_text()
+
+
 def test_slack_asking_to_reconnect_gets_a_new_connection_that_works(
     env: dict[str, str],
     slack: FakeSlack,

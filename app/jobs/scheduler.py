@@ -22,6 +22,7 @@ from app.jobs.reconcile import reconcile
 from app.jobs.reminders import send_closeout_reminders
 from app.jobs.requests import escalate_unreviewed_breakglass, lapse_stale_requests
 from app.slack.outbox import resend_pending_notices
+from app.slack.replays import FORGET_EVERY_SECONDS, forget_old_slack_requests
 
 
 def start_scheduler(ctx: AppContext) -> BackgroundScheduler:
@@ -37,6 +38,7 @@ def start_scheduler(ctx: AppContext) -> BackgroundScheduler:
                 (escalate_unreviewed_breakglass, settings.reminder_interval_seconds),
                 (reconcile, settings.reconcile_interval_seconds),
                 (resend_pending_notices, settings.notice_resend_interval_seconds),
+                (forget_old_slack_requests, FORGET_EVERY_SECONDS),
             )
         },
     }

@@ -1,5 +1,6 @@
 """Build the Bolt app (sync `App`): one Web API client pointed at SLACK_API_URL, listeners
-registered, request signatures verified (HTTP mode) by Bolt on every request, and every
+registered, request signatures verified (HTTP mode) by Bolt on every request, a replayed
+request refused and a repeated event answered without running it again (replays.py), and every
 request's log lines carrying its ids.
 
 The client retries what Slack asks to be retried, with slack_sdk's retry handlers: a rate limit
@@ -32,6 +33,7 @@ from app.context import AppContext
 from app.logging import ids_of
 from app.slack.after_ack import AfterAck
 from app.slack.listeners import register
+from app.slack.replays import RefuseReplays
 
 #: Retries within one Web API call (they share one count per call).
 RATE_LIMIT_RETRIES = 2
@@ -155,5 +157,6 @@ def build_bolt_app(
         # goes to `later` (see after_ack.py for why not Bolt's own thread pool).
         process_before_response=True,
     )
+    app.use(RefuseReplays(ctx.db))  # after Bolt's own, RequestVerification among them
     register(app, ctx, later)
     return app

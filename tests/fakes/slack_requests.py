@@ -1,5 +1,6 @@
 """Slack as a sender: builds payloads shaped like Slack's (see ../shared/slack/payloads/) and
-POSTs them to the bot's real HTTP endpoint, signed with v0 HMAC-SHA256 like Slack does."""
+POSTs them to the bot's real HTTP endpoint, signed with v0 HMAC-SHA256 like Slack does. What it
+sent last can be sent again byte for byte (a replay) or as Slack retries an event (signed anew)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,14 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
 
 
+@dataclass(frozen=True)
+class Sent:
+    """One request as it went out: the body and every header, the signature among them."""
+
+    body: bytes
+    headers: dict[str, str]
+
+
 @dataclass
 class Answer:
     status: int
@@ -34,6 +43,7 @@ class Answer:
 class SlackSender:
     def __init__(self, url: str, secret: str, response_url: str) -> None:
         self.url, self.secret, self.response_url = url, secret, response_url
+        self.last: Sent | None = None
 
     def post(
         self,
@@ -43,13 +53,25 @@ class SlackSender:
         signature: str | None = None,
         signed: bool = True,
         content_type: str = "application/x-www-form-urlencoded",
+        headers: dict[str, str] | None = None,
     ) -> Answer:
         ts = str(int(time.time()) if timestamp is None else timestamp)
-        headers = {"Content-Type": content_type}
+        sent = {"Content-Type": content_type, **(headers or {})}
         if signed:
-            headers["X-Slack-Request-Timestamp"] = ts
-            headers["X-Slack-Signature"] = signature or sign(self.secret, ts, body)
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+            sent["X-Slack-Request-Timestamp"] = ts
+            sent["X-Slack-Signature"] = signature or sign(self.secret, ts, body)
+        self.last = Sent(body, sent)
+        return self._deliver(self.last)
+
+    def replay(self, sent: Sent) -> Answer:
+        """Send `sent` again to this sender's URL, byte for byte, as someone who captured it
+        would: the same body, timestamp and signature."""
+        return self._deliver(sent)
+
+    def _deliver(self, sent: Sent) -> Answer:
+        request = urllib.request.Request(
+            self.url, data=sent.body, headers=sent.headers, method="POST"
+        )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 return Answer(response.status, response.read().decode())
@@ -84,6 +106,17 @@ class SlackSender:
     def interaction(self, payload: dict[str, Any]) -> Answer:
         body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
         return self.post(body)
+
+    def retry(self, sent: Sent, number: int = 1) -> Answer:
+        """Slack retrying an Events API request that failed or timed out: the same body, signed
+        anew at a later second, with `X-Slack-Retry-Num`."""
+        then = int(sent.headers["X-Slack-Request-Timestamp"])
+        return self.post(
+            sent.body,
+            timestamp=max(int(time.time()), then + 1),
+            content_type=sent.headers["Content-Type"],
+            headers={"X-Slack-Retry-Num": str(number), "X-Slack-Retry-Reason": "http_timeout"},
+        )
 
     def interaction_event(self, event: dict[str, Any]) -> Answer:
         """An Events API callback (JSON body), e.g. app_home_opened."""

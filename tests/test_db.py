@@ -69,3 +69,24 @@ def test_migration_0005_adds_and_removes_the_seen_slack_requests_table(
     command.downgrade(config, "0004")
     assert "seen_slack_requests" not in inspect(engine).get_table_names()
     engine.dispose()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_migration_0006_adds_and_removes_the_request_identity_columns(
+    database: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = (
+        request.getfixturevalue("pg_database")
+        if database == "postgres"
+        else f"sqlite:///{tmp_path / 'db.sqlite'}"
+    )
+    config = alembic_config(url)
+    command.upgrade(config, "0005")
+    engine = make_engine(url)
+    added = {"identity", "email", "grant_name"}
+    assert not added & {c["name"] for c in inspect(engine).get_columns("access_requests")}
+    command.upgrade(config, "0006")
+    assert added <= {c["name"] for c in inspect(engine).get_columns("access_requests")}
+    command.downgrade(config, "0005")
+    assert not added & {c["name"] for c in inspect(engine).get_columns("access_requests")}
+    engine.dispose()

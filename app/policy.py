@@ -26,23 +26,35 @@ from pydantic import (
 )
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_UNIT_SECONDS = (86400, 3600, 60, 1)
 IDENTITY_FIELDS = frozenset({"email", "email_local", "slack_id"})
 DURATION_CHOICES = ("15m", "30m", "1h", "2h", "4h", "8h", "12h", "1d", "2d", "7d")
+#: No duration anyone types (a request, an extension, a policy limit, REVIEW_PERIOD) is longer.
+LONGEST_DURATION = timedelta(days=365)
 
 
 def parse_duration(text: object) -> timedelta:
-    """'30s', '20m', '1h', '1h30m', '2d' → timedelta; anything else raises ValueError."""
+    """'30s', '20m', '1h', '1h30m', '2d' → timedelta; anything else raises ValueError, a
+    duration longer than LONGEST_DURATION too (timedelta itself overflows past 999999999 days,
+    and Python refuses to read integers of more than 4300 digits)."""
     if isinstance(text, timedelta):
         return text
-    raw = str(text).strip().lower()
+    given = str(text)
+    shown = repr(given if len(given) <= 30 else given[:29] + "…")  # quoted, not echoed whole
+    raw = given.strip().lower()
     match = _DURATION.match(raw)
     if not raw or not match:
-        raise ValueError(f"invalid duration {text!r} (use e.g. 30s, 20m, 1h, 1h30m, 2d)")
-    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
-    value = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
-    if value <= timedelta(0):
-        raise ValueError(f"duration {text!r} must be longer than zero")
-    return value
+        raise ValueError(f"invalid duration {shown} (use e.g. 30s, 20m, 1h, 1h30m, 2d)")
+    too_long = f"duration {shown} is too long (at most {format_duration(LONGEST_DURATION)})"
+    if any(len(part.lstrip("0")) > 12 for part in match.groups() if part):
+        raise ValueError(too_long)
+    parts = (int(part or 0) for part in match.groups())
+    seconds = sum(count * unit for count, unit in zip(parts, _UNIT_SECONDS, strict=True))
+    if seconds <= 0:
+        raise ValueError(f"duration {shown} must be longer than zero")
+    if seconds > LONGEST_DURATION.total_seconds():
+        raise ValueError(too_long)
+    return timedelta(seconds=seconds)
 
 
 def format_duration(value: timedelta) -> str:

@@ -2,10 +2,16 @@
 
 A bad file stops start-up with `PolicyError`: the file, the line, the key path and the reason.
 Nothing here talks to Slack, the database or a provider.
+
+Ticket patterns are matched with RE2, in time linear in the ticket: with a pattern such as
+`^([A-Z0-9]+)+-[0-9]+$`, Python's backtracking `re` tries 2^40 ways on a 40-character ticket
+that does not match, inside the ack. A pattern RE2 cannot run (backreferences, lookaround) is
+refused at start.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from datetime import timedelta
@@ -13,6 +19,7 @@ from pathlib import Path
 from string import Formatter
 from typing import Annotated, Any, Literal
 
+import re2
 import yaml
 from pydantic import (
     BaseModel,
@@ -71,12 +78,26 @@ def format_duration(value: timedelta) -> str:
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is told once, as a PolicyError, not on stderr
+
+
+@functools.lru_cache(maxsize=256)
+def ticket_regex(pattern: str) -> Any:
+    """The compiled RE2 form of a ticket pattern (re2.error when RE2 cannot run it)."""
+    return re2.compile(pattern, _RE2_OPTIONS)
+
+
 def _check_pattern(pattern: str | None) -> str | None:
     if pattern is not None:
         try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ValueError(f"ticket_pattern is not a valid regular expression: {exc}") from None
+            ticket_regex(pattern)
+        except re2.error as exc:
+            reason = exc.args[0].decode() if isinstance(exc.args[0], bytes) else str(exc)
+            raise ValueError(
+                f"ticket_pattern is not a valid regular expression in RE2 syntax ({reason}); "
+                "RE2 has no backreferences or lookaround"
+            ) from None
     return pattern
 
 
@@ -288,7 +309,7 @@ class Policy(_Strict):
         pattern = self.ticket_pattern(system)
         if not ticket.strip():
             return "A ticket or incident ID is required."
-        if pattern and not re.search(pattern, ticket.strip()):
+        if pattern and not ticket_regex(pattern).search(ticket.strip()):
             return f"Ticket must match {pattern} (e.g. PAY-184 or INC-7)."
         return None
 

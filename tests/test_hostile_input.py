@@ -9,8 +9,16 @@ the test, and the test's HTTP timeout turns that into a failure.
 
 from __future__ import annotations
 
-from tests.conftest import BOB, LEAD1, BotHarness
+from pathlib import Path
+
+import pytest
+
+from app.policy import PolicyError, load_policy
+from tests.conftest import BOB, LEAD1, BotHarness, run_cli
+from tests.fakes.serve import ServeProcess, serve_env
+from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_requests import select, text_input
+from tests.fakes.webhook_receiver import WebhookReceiver
 
 HUGE_DURATIONS = ("1000000000d", "99999999999999999999h")
 TOO_LONG = "is too long (at most 365d)"
@@ -74,3 +82,66 @@ def test_extend_modal_submit_with_an_overflowing_duration_shows_it_inline(
         assert body["errors"] == {"duration": f"Duration '{duration}' {TOO_LONG}."}
     assert bot.latest_request_id() == session.request_id  # no extension was asked for
     assert bot.session_for(session.request_id).expires_at == session.expires_at
+
+
+# --- ticket patterns ------------------------------------------------------------------------
+
+BACKTRACKING = r"^([A-Z0-9]+)+-\d+$"  # nested quantifiers: exponential in Python's `re`
+
+
+def _with_ticket_pattern(policy: Path, pattern: str) -> int:
+    """Put `pattern` (single-quoted YAML) in the policy's defaults; the line it is on."""
+    text = policy.read_text()
+    old = next(row for row in text.splitlines() if "ticket_pattern:" in row)
+    policy.write_text(text.replace(old, f"  ticket_pattern: '{pattern}'"))
+    return next(
+        n for n, row in enumerate(policy.read_text().splitlines(), 1) if "ticket_pattern" in row
+    )
+
+
+def test_a_backtracking_ticket_pattern_still_answers_a_long_bad_ticket_at_once(
+    tmp_path: Path, slack: FakeSlack, webhook: WebhookReceiver
+) -> None:
+    env = serve_env(tmp_path, slack, webhook)
+    _with_ticket_pattern(Path(env["POLICY_FILE"]), BACKTRACKING)
+    server = ServeProcess(tmp_path, env)
+    server.start()
+    try:
+        # The sender's HTTP timeout (10 s) fails the test if the ack never comes (with `re`
+        # the worker would backtrack through 2^40 ways to split the A's, holding the GIL).
+        answer = server.sender.command("orders-api read 10m " + "A" * 40 + "! why", BOB)
+        assert answer.status == 200, answer
+        assert "Ticket must match ^([A-Z0-9]+)+-\\d+$ (e.g. PAY-184 or INC-7)." in answer.text
+        fine = server.sender.command("orders-api read 10m PAY1-184 why", BOB)
+        assert "is on its way to the approvers" in fine.text
+    finally:
+        server.terminate()  # a worker stuck in a regex is killed by gunicorn after 30 s
+        server.wait(timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        (r"^(INC|PAY)-\d+-\1$", r"invalid escape sequence: \1"),
+        (r"^(?=[A-Z])[A-Z0-9]+-\d+$", "invalid perl operator: (?="),
+        (r"^[A-Z]+-\d+(?<!-0)$", "invalid perl operator: (?<!"),
+    ],
+)
+def test_a_ticket_pattern_re2_cannot_run_is_refused_at_start_with_file_line_and_reason(
+    tmp_path: Path, slack: FakeSlack, webhook: WebhookReceiver, pattern: str, reason: str
+) -> None:
+    env = serve_env(tmp_path, slack, webhook)
+    policy = Path(env["POLICY_FILE"])
+    line = _with_ticket_pattern(policy, pattern)
+    expected = (
+        f"{policy}:{line}: defaults.ticket_pattern: ticket_pattern is not a valid regular "
+        f"expression in RE2 syntax ({reason}); RE2 has no backreferences or lookaround"
+    )
+    with pytest.raises(PolicyError) as error:
+        load_policy(policy)
+    assert str(error.value) == expected
+
+    checked = run_cli(tmp_path, env, "check")
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    policy_row = next(row for row in checked.stdout.splitlines() if row.startswith("policy"))
+    assert "PROBLEM" in policy_row and policy_row.endswith(expected), checked.stdout

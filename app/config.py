@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     web_threads: int = Field(default=8, ge=1, le=256)
     work_threads: int = Field(default=4, ge=1, le=64)
 
+    # --- Metrics ---
+    metrics_token: SecretStr | None = None  # set: GET /metrics needs `Authorization: Bearer …`
+
     # --- Timers ---
     expiry_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     # 0: chosen for the database (128 on SQLite; 16 on PostgreSQL, where each call in flight
@@ -92,6 +95,11 @@ class Settings(BaseSettings):
     @field_validator("pagerduty_token")
     @classmethod
     def _empty_token_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        return None if value is not None and not value.get_secret_value().strip() else value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _blank_metrics_token_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
         return None if value is not None and not value.get_secret_value().strip() else value
 
     @field_validator("pagerduty_api_url")

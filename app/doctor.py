@@ -94,6 +94,7 @@ def _settings(results: list[CheckResult]) -> Settings:
         settings.slack_bot_token,
         settings.slack_signing_secret,
         settings.slack_app_token,
+        settings.metrics_token,
     ):
         register_secret(secret.get_secret_value() if secret else None)
     if settings.slack_bot_token is None and "slack_bot_token" not in overrides:

@@ -10,6 +10,13 @@ JSON lines with the same ids too.
 
 A processor masks secrets in every event (Slack tokens, the signing secret, provider secrets,
 passwords in DSNs), whatever key they hide under, so no log line carries one.
+
+One writer: structlog's events go through the standard library's logging (one logger,
+`prod_access`) to the same single handler as the libraries' records. It renders each line and
+writes it, newline included, in one `write` while holding its lock (`logging.StreamHandler`),
+so lines written by many threads at once never share a line or split one. (Two writers, as
+structlog's PrintLogger beside a StreamHandler, glued lines: print writes the text and the
+newline apart, and a long line is passed on to the stream before its newline comes.)
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -34,6 +41,9 @@ _SECRET_KEYS = re.compile(r"(token|secret|password|dsn|authorization)", re.I)
 _extra_secrets: set[str] = set()
 #: Request and session ids as app.operations.common.new_id writes them: R-7K3Q9X2M, S-4M8D2QXA.
 _ROW_ID = re.compile(r"^([RS])-[0-9A-Z]{8}$")
+#: The standard library logger every structlog event is handed to (its level is LOG_LEVEL; the
+#: libraries' loggers stay at WARNING unless LOG_LEVEL is debug).
+APP_LOGGER = "prod_access"
 
 
 def register_secret(value: str | None) -> None:
@@ -83,40 +93,61 @@ def bound(**ids: object) -> Iterator[None]:
         yield
 
 
-def wants_json(fmt: str) -> bool:
-    """LOG_FORMAT: `json`, `console`, or `auto` (JSON unless stderr is a terminal)."""
-    return fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+def wants_json(fmt: str, stream: TextIO | None = None) -> bool:
+    """LOG_FORMAT: `json`, `console`, or `auto` (JSON unless the stream, by default stderr, is a
+    terminal)."""
+    return fmt == "json" or (fmt == "auto" and not _is_terminal(stream or sys.stderr))
 
 
-def setup_logging(fmt: str = "auto", level: str = "info") -> None:
+def _is_terminal(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _app_logger(*_names: Any) -> logging.Logger:
+    return logging.getLogger(APP_LOGGER)
+
+
+def setup_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
+    """Every log line, the bot's and the libraries', to `stream` (default: stderr) through one
+    handler, formatted and masked alike, at LOG_LEVEL for the bot's own events."""
+    out = stream or sys.stderr
     renderer: Any = (
         structlog.processors.JSONRenderer()
-        if wants_json(fmt)
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        if wants_json(fmt, out)
+        else structlog.dev.ConsoleRenderer(colors=_is_terminal(out))
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    # Masking comes after the traceback is rendered into the event, so a secret in an
-    # exception's message is masked too.
-    last: list[Any] = [structlog.processors.format_exc_info, drop_secrets, renderer]
+    threshold = getattr(logging, level.upper())
     structlog.configure(
-        processors=[*shared, *last],
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
+        logger_factory=_app_logger,
         cache_logger_on_first_use=False,
     )
     # Library logs (Bolt, slack_sdk, APScheduler, gunicorn, Alembic) become the same lines:
-    # same format, same bound ids, same masking.
-    handler = logging.StreamHandler(sys.stderr)
+    # same format, same bound ids, same masking. Masking comes after the traceback is rendered
+    # into the event, so a secret in an exception's message is masked too.
+    handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *last],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                drop_secrets,
+                renderer,
+            ],
         )
     )
+    app = logging.getLogger(APP_LOGGER)
+    app.handlers[:] = []  # its lines reach the root's one handler, and nothing else
+    app.propagate = True
+    app.setLevel(threshold)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING if level != "debug" else logging.DEBUG)

@@ -1,13 +1,19 @@
 """Prometheus metrics for GET /metrics.
 
-Counts of requests and sessions by state are read from the database when scraped (so every
-replica reports the same truth and nothing drifts after a restart); latencies and failures are
-observed where they happen, per process.
+Counts of requests and sessions by state are read from the database (so every replica reports
+the same truth and nothing drifts after a restart), at most once per COUNTS_MAX_AGE in a
+process: scrapes in between, from any thread, get the same figures and scan no table, so
+whoever can reach /metrics cannot make the bot scan its tables at will. Latencies and failures
+are observed where they happen, per process.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -16,6 +22,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import clock
 from app.db import reading
 from app.models import AccessRequest, AccessSession, RequestState, SessionState
 
@@ -43,6 +50,39 @@ SLACK_API_ERRORS = Counter(
 )
 
 
+#: How long the counts by state are reused before a scrape reads them again (app.clock time).
+COUNTS_MAX_AGE = timedelta(seconds=15)
+
+
+@dataclass(frozen=True)
+class _Counts:
+    read_at: datetime
+    requests: dict[Any, int]
+    sessions: dict[Any, int]
+
+
+# One entry per database (one in production; tests run several bots in one process), dropped
+# with its sessionmaker. The lock makes concurrent scrapes of a stale entry read it once.
+_cache: weakref.WeakKeyDictionary[sessionmaker[Session], _Counts] = weakref.WeakKeyDictionary()
+_cache_lock = threading.Lock()
+
+
+def _counts(db: sessionmaker[Session]) -> _Counts:
+    with _cache_lock:
+        now = clock.now()
+        cached = _cache.get(db)
+        # A clock that went back makes the entry stale too, rather than fresh for longer.
+        if cached is None or not timedelta(0) <= now - cached.read_at < COUNTS_MAX_AGE:
+            with reading(db) as session:
+                cached = _Counts(
+                    now,
+                    _count_by(session, AccessRequest.state),
+                    _count_by(session, AccessSession.state),
+                )
+            _cache[db] = cached
+        return cached
+
+
 class _StateCounts(Collector):
     def __init__(self, db: sessionmaker[Session]) -> None:
         self.db = db
@@ -54,13 +94,11 @@ class _StateCounts(Collector):
         sessions = GaugeMetricFamily(
             "prod_access_sessions", "Access sessions by state", labels=["state"]
         )
-        with reading(self.db) as db:
-            by_request = _count_by(db, AccessRequest.state)
-            by_session = _count_by(db, AccessSession.state)
+        counts = _counts(self.db)
         for state in RequestState:
-            requests.add_metric([state.value], by_request.get(state, 0))
+            requests.add_metric([state.value], counts.requests.get(state, 0))
         for state in SessionState:
-            sessions.add_metric([state.value], by_session.get(state, 0))
+            sessions.add_metric([state.value], counts.sessions.get(state, 0))
         yield requests
         yield sessions
 
@@ -72,7 +110,7 @@ def _count_by(db: Session, column: Any) -> dict[Any, int]:
 
 
 def render(db: sessionmaker[Session]) -> bytes:
-    """The exposition text: this process's observations, then the counts in the database."""
+    """The exposition text: this process's observations, then the counts by state (cached)."""
     counts = CollectorRegistry()
     counts.register(_StateCounts(db))
     return generate_latest(REGISTRY) + generate_latest(counts)

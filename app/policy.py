@@ -2,10 +2,16 @@
 
 A bad file stops start-up with `PolicyError`: the file, the line, the key path and the reason.
 Nothing here talks to Slack, the database or a provider.
+
+Ticket patterns are matched with RE2, in time linear in the ticket: with a pattern such as
+`^([A-Z0-9]+)+-[0-9]+$`, Python's backtracking `re` tries 2^40 ways on a 40-character ticket
+that does not match, inside the ack. A pattern RE2 cannot run (backreferences, lookaround) is
+refused at start.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -13,6 +19,7 @@ from pathlib import Path
 from string import Formatter
 from typing import Annotated, Any, Literal
 
+import re2
 import yaml
 from pydantic import (
     BaseModel,
@@ -26,23 +33,35 @@ from pydantic import (
 )
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_UNIT_SECONDS = (86400, 3600, 60, 1)
 IDENTITY_FIELDS = frozenset({"email", "email_local", "slack_id"})
 DURATION_CHOICES = ("15m", "30m", "1h", "2h", "4h", "8h", "12h", "1d", "2d", "7d")
+#: No duration anyone types (a request, an extension, a policy limit, REVIEW_PERIOD) is longer.
+LONGEST_DURATION = timedelta(days=365)
 
 
 def parse_duration(text: object) -> timedelta:
-    """'30s', '20m', '1h', '1h30m', '2d' → timedelta; anything else raises ValueError."""
+    """'30s', '20m', '1h', '1h30m', '2d' → timedelta; anything else raises ValueError, a
+    duration longer than LONGEST_DURATION too (timedelta itself overflows past 999999999 days,
+    and Python refuses to read integers of more than 4300 digits)."""
     if isinstance(text, timedelta):
         return text
-    raw = str(text).strip().lower()
+    given = str(text)
+    shown = repr(given if len(given) <= 30 else given[:29] + "…")  # quoted, not echoed whole
+    raw = given.strip().lower()
     match = _DURATION.match(raw)
     if not raw or not match:
-        raise ValueError(f"invalid duration {text!r} (use e.g. 30s, 20m, 1h, 1h30m, 2d)")
-    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
-    value = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
-    if value <= timedelta(0):
-        raise ValueError(f"duration {text!r} must be longer than zero")
-    return value
+        raise ValueError(f"invalid duration {shown} (use e.g. 30s, 20m, 1h, 1h30m, 2d)")
+    too_long = f"duration {shown} is too long (at most {format_duration(LONGEST_DURATION)})"
+    if any(len(part.lstrip("0")) > 12 for part in match.groups() if part):
+        raise ValueError(too_long)
+    parts = (int(part or 0) for part in match.groups())
+    seconds = sum(count * unit for count, unit in zip(parts, _UNIT_SECONDS, strict=True))
+    if seconds <= 0:
+        raise ValueError(f"duration {shown} must be longer than zero")
+    if seconds > LONGEST_DURATION.total_seconds():
+        raise ValueError(too_long)
+    return timedelta(seconds=seconds)
 
 
 def format_duration(value: timedelta) -> str:
@@ -59,12 +78,26 @@ def format_duration(value: timedelta) -> str:
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is told once, as a PolicyError, not on stderr
+
+
+@functools.lru_cache(maxsize=256)
+def ticket_regex(pattern: str) -> Any:
+    """The compiled RE2 form of a ticket pattern (re2.error when RE2 cannot run it)."""
+    return re2.compile(pattern, _RE2_OPTIONS)
+
+
 def _check_pattern(pattern: str | None) -> str | None:
     if pattern is not None:
         try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ValueError(f"ticket_pattern is not a valid regular expression: {exc}") from None
+            ticket_regex(pattern)
+        except re2.error as exc:
+            reason = exc.args[0].decode() if isinstance(exc.args[0], bytes) else str(exc)
+            raise ValueError(
+                f"ticket_pattern is not a valid regular expression in RE2 syntax ({reason}); "
+                "RE2 has no backreferences or lookaround"
+            ) from None
     return pattern
 
 
@@ -318,7 +351,7 @@ class Policy(_Strict):
         pattern = self.ticket_pattern(system)
         if not ticket.strip():
             return "A ticket or incident ID is required."
-        if pattern and not re.search(pattern, ticket.strip()):
+        if pattern and not ticket_regex(pattern).search(ticket.strip()):
             return f"Ticket must match {pattern} (e.g. PAY-184 or INC-7)."
         return None
 

@@ -103,6 +103,7 @@ def build_bot(settings: Settings, *, socket: bool = False, migrate: bool = True)
         settings.slack_bot_token,
         settings.slack_signing_secret,
         settings.slack_app_token,
+        settings.metrics_token,
     ):
         register_secret(secret.get_secret_value() if secret else None)
     if migrate:

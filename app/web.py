@@ -1,6 +1,7 @@
 """The HTTP app for production (WSGI, served by gunicorn's threaded workers):
 POST /slack/events → Bolt (signature checked there), GET /healthz → liveness + database check,
-GET /metrics → Prometheus text.
+GET /metrics → Prometheus text; with METRICS_TOKEN set, only for `Authorization: Bearer <it>`
+(compared in constant time), else 401. Without it /metrics is open to whoever reaches the port.
 
 Why sync Bolt under gunicorn gthread and not the async adapter: our operations, SQLAlchemy and
 providers are synchronous; Bolt's sync App behind an async adapter handles one request at a
@@ -15,6 +16,7 @@ completes and is recorded), does the acknowledged work, and sends or keeps queue
 from __future__ import annotations
 
 import gc
+import hmac
 import json
 import signal
 from collections.abc import Callable, Iterable
@@ -25,6 +27,7 @@ import structlog
 from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import SecretStr
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from sqlalchemy import text
 
@@ -52,12 +55,29 @@ def make_wsgi_app(bot: Bot) -> WSGIApp:
             start_response(status, [("Content-Type", "application/json")])
             return [payload]
         if path == "/metrics" and environ.get("REQUEST_METHOD") == "GET":
+            if not may_scrape(environ.get("HTTP_AUTHORIZATION"), bot.ctx.settings.metrics_token):
+                start_response(
+                    "401 Unauthorized",
+                    [("Content-Type", "text/plain; charset=utf-8"), ("WWW-Authenticate", "Bearer")],
+                )
+                return [b"401 Unauthorized: send Authorization: Bearer <METRICS_TOKEN>\n"]
             start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
             return [metrics.render(bot.ctx.db)]
         with bot.later.answering():  # work that can wait waits for this answer
             return slack(environ, start_response)
 
     return app
+
+
+def may_scrape(authorization: str | None, token: SecretStr | None) -> bool:
+    """Whether an Authorization header opens /metrics: always without a token, else only
+    `Bearer <token>`. hmac.compare_digest takes as long wherever the first wrong byte is, so
+    the answer's timing does not reveal how much of a guess was right."""
+    if token is None:
+        return True
+    scheme, _, given = (authorization or "").strip().partition(" ")
+    expected = token.get_secret_value().encode()
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected)
 
 
 class _AppLogs(glogging.Logger):  # type: ignore[misc]

@@ -228,10 +228,9 @@ def test_ids_of_reads_rows_and_id_strings_only() -> None:
 
 
 @pytest.mark.usefixtures("restore_logging")
-def test_auto_format_is_json_unless_stderr_is_a_terminal(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_auto_format_is_json_unless_stderr_is_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     import io
+    import logging
     import sys
 
     class Terminal(io.StringIO):
@@ -242,12 +241,96 @@ def test_auto_format_is_json_unless_stderr_is_a_terminal(
     assert not wants_json("auto") and wants_json("json") and not wants_json("console")
     monkeypatch.undo()
     assert wants_json("auto")  # pytest's captured stderr is not a terminal
-    setup_logging("auto", "info")
+
+    # Lines go to a stream of the test's own; other threads of this process (left by earlier
+    # tests) may log at the same time, so only the lines written here are looked at.
+    out = io.StringIO()
+    setup_logging("auto", "info", stream=out)
     with bound(session_id="S-4M8D2QXA"):
         structlog.get_logger("test").warning("revoke_failed", error="HTTP 503")
-    import logging
-
     logging.getLogger("slack_sdk").warning("rate limited")
-    first, second = (json.loads(line) for line in _lines(capsys.readouterr().err))
+    events = [json.loads(line) for line in _lines(out.getvalue())]
+    first, second = (e for e in events if e["event"] in ("revoke_failed", "rate limited"))
     assert first["event"] == "revoke_failed" and first["session_id"] == "S-4M8D2QXA"
+    assert first["level"] == "warning" and first["timestamp"].endswith("Z")
     assert second["event"] == "rate limited" and second["logger"] == "slack_sdk"
+
+    terminal = Terminal()
+    setup_logging("auto", "info", stream=terminal)
+    structlog.get_logger("test").info("granted", session_id="S-4M8D2QXA")
+    structlog.get_logger("test").debug("below LOG_LEVEL")
+    [line] = [line for line in _lines(terminal.getvalue()) if "granted" in line]
+    assert not line.startswith("{") and "session_id" in line and "S-4M8D2QXA" in line
+    assert "below LOG_LEVEL" not in terminal.getvalue()
+
+
+# --- one writer ---------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_lines_written_at_once_by_many_threads_through_structlog_and_logging_stay_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """stderr is a pipe in production (a container, systemd): the bot's own lines and the
+    libraries' are written side by side by many threads, and each must stay one JSON line,
+    long ones too (a traceback, a payload: past the 8 KiB that stderr passes on at once)."""
+    import logging
+    import os
+    import sys
+
+    threads, per_thread = 8, 300
+    read_end, write_end = os.pipe()
+    received: list[bytes] = []
+
+    def drain() -> None:
+        while chunk := os.read(read_end, 65536):
+            received.append(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    pipe = os.fdopen(write_end, "w", encoding="utf-8", buffering=1)  # line-buffered, as stderr
+    monkeypatch.setattr(sys, "stderr", pipe)
+    setup_logging("json", "info")
+    start = threading.Barrier(threads)
+
+    def write(n: int) -> None:
+        ours, library = structlog.get_logger("test"), logging.getLogger("slack_sdk.test")
+        start.wait()
+        for i in range(per_thread):
+            if i % 2:
+                ours.warning("ours", thread=n, i=i, text="x" * (i % 3) * 6000)
+            else:
+                library.warning("library %d %d %s", n, i, "y" * (i % 4) * 3000)
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns as often as they can
+    try:
+        writers = [threading.Thread(target=write, args=(n,)) for n in range(threads)]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join()
+    finally:
+        sys.setswitchinterval(switch)
+        monkeypatch.undo()
+        pipe.close()
+        reader.join()
+        os.close(read_end)
+
+    lines = b"".join(received).decode().split("\n")
+    assert lines.pop() == ""  # the output ends with a whole line
+    seen = set()
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            pytest.fail(f"not one JSON object: {line[:300]!r}")
+        assert isinstance(event, dict) and event["level"] == "warning", line
+        if event["event"] == "ours":
+            seen.add((event["thread"], event["i"]))
+        else:
+            _, n, i, *_ = event["event"].split()
+            assert event["logger"] == "slack_sdk.test"
+            seen.add((int(n), int(i)))
+    assert len(lines) == threads * per_thread
+    assert seen == {(n, i) for n in range(threads) for i in range(per_thread)}  # none lost

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
         ("1h30m", timedelta(minutes=90)),
         ("2d", timedelta(days=2)),
         (" 45M ", timedelta(minutes=45)),
+        ("365d", timedelta(days=365)),
     ],
 )
 def test_durations_in_policy_spelling(text: str, expected: timedelta) -> None:
@@ -32,6 +33,22 @@ def test_durations_in_policy_spelling(text: str, expected: timedelta) -> None:
 def test_bad_durations_are_refused(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("366d", "'366d'"),
+        ("8761h", "'8761h'"),
+        ("1000000000d", "'1000000000d'"),  # past timedelta's own limit (OverflowError)
+        ("99999999999999999999h", "'99999999999999999999h'"),
+        ("9" * 5000 + "s", "'" + "9" * 29 + "…'"),  # past the 4300 digits int() reads
+    ],
+)
+def test_durations_longer_than_a_year_are_refused_as_too_long(text: str, shown: str) -> None:
+    with pytest.raises(ValueError) as error:
+        parse_duration(text)
+    assert str(error.value) == f"duration {shown} is too long (at most 365d)"
 
 
 def test_example_policy_is_valid() -> None:
@@ -85,6 +102,10 @@ systems:
             ":3: systems: system 'db' has no approver_channel",
         ),
         (("identity", "identity"), None),
+        (
+            ("grant: ro}", "grant: ro, max_duration: 1000000000d}"),
+            ":9: systems[0].roles[0].max_duration: duration '1000000000d' is too long",
+        ),
         (
             ("name: DB", "name: DB\n    identity: '{mail}'"),
             ":6: systems[0].identity: identity template uses ['mail']",

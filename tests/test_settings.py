@@ -34,6 +34,10 @@ def test_bad_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("SLACK_APP_TOKEN", "xoxb-wrong-kind")
     with pytest.raises(SettingsError, match=r"^SLACK_APP_TOKEN is invalid: must be an app-level"):
         load_settings(_env_file=None)
+    monkeypatch.delenv("SLACK_APP_TOKEN")
+    monkeypatch.setenv("REVIEW_PERIOD", "1000000000d")
+    with pytest.raises(SettingsError, match=r"^REVIEW_PERIOD is invalid: duration .* is too long"):
+        load_settings(_env_file=None)
 
 
 @pytest.fixture

@@ -168,7 +168,7 @@ def _add_audit_commands(commands: argparse._SubParsersAction) -> None:
 def _when(text: str) -> datetime:
     """A point in time: a date (midnight UTC), an ISO 8601 time, or a duration ago (30d)."""
     from app import clock
-    from app.policy import parse_duration
+    from app.policy_values import parse_duration
 
     try:
         return clock.now() - parse_duration(text)

@@ -125,7 +125,7 @@ class Settings(BaseSettings):
     @field_validator("review_period")
     @classmethod
     def _period_shape(cls, value: str) -> str:
-        from app.policy import parse_duration
+        from app.policy_values import parse_duration
 
         parse_duration(value)
         return value

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app.policy import PolicyError, format_duration, load_policy, parse_duration
+from app.policy import PolicyError, load_policy
+from app.policy_values import format_duration, parse_duration
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ from apscheduler.triggers.cron import CronTrigger
 from app import clock
 from app.context import AppContext
 from app.db import reading
-from app.policy import parse_duration
+from app.policy_values import parse_duration
 from app.review import Review, build_review
 
 

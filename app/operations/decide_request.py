@@ -34,7 +34,7 @@ from app.operations import people
 from app.operations.common import INTENT_LEASE, load_locked, new_id, read_row
 from app.operations.errors import ConflictError, NotAllowed
 from app.operations.queries import with_approvals
-from app.policy import format_duration
+from app.policy_values import format_duration
 
 DENY_REASON_MAX = 500
 

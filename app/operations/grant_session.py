@@ -33,7 +33,7 @@ from app.operations.common import (
 )
 from app.operations.end_session import end_session, revoke_claimed, start_ending
 from app.operations.errors import ConflictError, NotAllowed, OperationError
-from app.policy import format_duration
+from app.policy_values import format_duration
 from app.providers.base import ProviderError, short
 
 log = structlog.get_logger(__name__)

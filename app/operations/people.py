@@ -15,7 +15,8 @@ import structlog
 from app.context import AppContext
 from app.models import AccessRequest, AccessSession
 from app.operations.errors import NotAllowed
-from app.policy import System, is_group, uses_email
+from app.policy import System, uses_email
+from app.policy_values import is_group
 
 log = structlog.get_logger(__name__)
 

@@ -33,7 +33,8 @@ from app.operations.decide_request import Decision, approve_by_policy
 from app.operations.errors import ConflictError, InvalidRequest, NotAllowed
 from app.operations.grant_session import grant_session
 from app.operations.queries import with_approvals
-from app.policy import Policy, Role, System, format_duration, parse_duration
+from app.policy import Policy, Role, System
+from app.policy_values import format_duration, parse_duration
 
 log = structlog.get_logger(__name__)
 

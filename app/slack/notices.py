@@ -35,7 +35,8 @@ from app.models import (
 )
 from app.operations import people, queries
 from app.operations.request_access import attach_card
-from app.policy import Policy, format_duration
+from app.policy import Policy
+from app.policy_values import format_duration
 from app.review import Review, render_markdown
 from app.slack import views
 from app.slack.outbox import NoticeOutbox, describe

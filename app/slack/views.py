@@ -37,7 +37,8 @@ from app.models import (
     Route,
     SessionState,
 )
-from app.policy import Policy, System, format_duration
+from app.policy import Policy, System
+from app.policy_values import format_duration
 from app.slack.ids import Action, Callback
 from app.slack.ids import Block as B
 from app.slack.text import escape, quote, slack_date, truncate

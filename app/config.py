@@ -2,7 +2,9 @@
 
 A missing or bad setting stops start-up with one line naming the variable (`SettingsError`).
 Slack credentials are optional here because `prod-access audit` and `db upgrade` need none;
-`require_slack()` checks them where the bot really starts.
+`require_slack()` checks them where the bot really starts. Every secret read here (each
+SecretStr field, the password in DATABASE_URL) is registered with app.text as soon as the
+settings are read, so no card, DM, audit row or log line shows it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.text import register_dsn, register_secret
 
 
 class SettingsError(Exception):
@@ -126,6 +130,15 @@ class Settings(BaseSettings):
     def _sweep_workers_for_database(self) -> Settings:
         if self.sweep_workers == 0:
             self.sweep_workers = 128 if self.database_url.startswith("sqlite") else 16
+        return self
+
+    @model_validator(mode="after")
+    def _register_secrets(self) -> Settings:
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                register_secret(value.get_secret_value())
+        register_dsn(self.database_url)
         return self
 
     def require_slack(self, *, socket: bool) -> None:

@@ -26,7 +26,8 @@ from app.operations.common import (
 )
 from app.operations.end_session import end_session
 from app.operations.errors import ConflictError, OperationError
-from app.providers.base import ProviderError, short
+from app.providers.base import ProviderError
+from app.text import short
 
 
 def grant_session(ctx: AppContext, session_id: str) -> AccessSession:

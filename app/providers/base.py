@@ -29,8 +29,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
 
-from app.logging import register_secret
 from app.policy import Policy, PolicyError
+from app.text import register_secret
 
 ENTRY_POINT_GROUP = "prod_access.providers"
 REQUIRED_CALLS = ("grant", "revoke", "check")
@@ -166,21 +166,9 @@ def build_providers(policy: Policy) -> dict[str, Provider]:
     return providers
 
 
-def short(text: Any, limit: int = 300) -> str:
-    """Provider error text for cards and audit rows: one line, bounded."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def tail(text: str, limit: int = 1000) -> str:
-    """The end of a long output (where programs print their errors), marked when cut."""
-    text = text.strip()
-    return text if len(text) <= limit else "…" + text[-(limit - 1) :]
-
-
 def env_secret(name: str) -> str:
-    """A secret from the environment variable the policy names, checked at start and kept out
-    of every log line."""
+    """A secret from the environment variable the policy names, checked at start and
+    registered with app.text, so no card, DM, audit row or log line shows it."""
     value = os.environ.get(name)
     if not value:
         raise ProviderConfigError(f"environment variable {name} is not set")

@@ -2,16 +2,28 @@
 
 A missing or bad setting stops start-up with one line naming the variable (`SettingsError`).
 Slack credentials are optional here because `prod-access audit` and `db upgrade` need none;
-`require_slack()` checks them where the bot really starts. Every secret read here (each
-SecretStr field, the password in DATABASE_URL) is registered with app.text as soon as the
-settings are read, so no card, DM, audit row or log line shows it.
+`require_slack()` checks them where the bot really starts.
+
+Rules it relies on:
+- A secret set but blank (`SLACK_SIGNING_SECRET=`, or only spaces) is unset, for every secret
+  field (and for every variable a provider names, app.providers.base.env_secret): nothing ever
+  stands in for it.
+- Every secret read here (each SecretStr field, the password in DATABASE_URL) is registered with
+  app.text as soon as the settings are read, so no card, DM, audit row or log line shows it.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, get_args
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.text import register_dsn, register_secret
@@ -70,6 +82,14 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "console", "json"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _blank_secret_is_unset(cls, value: Any, info: ValidationInfo) -> Any:
+        if not (isinstance(value, str) and not value.strip() and info.field_name):
+            return value
+        annotation = cls.model_fields[info.field_name].annotation
+        return None if SecretStr in (annotation, *get_args(annotation)) else value
+
     @field_validator("slack_bot_token")
     @classmethod
     def _bot_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
@@ -80,8 +100,6 @@ class Settings(BaseSettings):
     @field_validator("slack_app_token")
     @classmethod
     def _app_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and value.get_secret_value() == "":
-            return None
         if value is not None and not value.get_secret_value().startswith("xapp-"):
             raise ValueError("must be an app-level token starting with xapp-")
         return value
@@ -92,11 +110,6 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL such as https://slack.com/api/")
         return value if value.endswith("/") else value + "/"
-
-    @field_validator("pagerduty_token")
-    @classmethod
-    def _empty_token_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
-        return None if value is not None and not value.get_secret_value().strip() else value
 
     @field_validator("pagerduty_api_url")
     @classmethod
@@ -142,7 +155,8 @@ class Settings(BaseSettings):
         return self
 
     def require_slack(self, *, socket: bool) -> None:
-        """Raise SettingsError naming the first Slack credential the chosen mode lacks."""
+        """Raise SettingsError naming the first Slack credential the chosen mode lacks (unset
+        and blank alike)."""
         needed = ["slack_bot_token", "slack_app_token" if socket else "slack_signing_secret"]
         for name in needed:
             if getattr(self, name) is None:

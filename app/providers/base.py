@@ -167,10 +167,11 @@ def build_providers(policy: Policy) -> dict[str, Provider]:
 
 
 def env_secret(name: str) -> str:
-    """A secret from the environment variable the policy names, checked at start and
-    registered with app.text, so no card, DM, audit row or log line shows it."""
+    """A secret from the environment variable the policy names, checked at start (unset or
+    blank stops it) and registered with app.text, so no card, DM, audit row or log line
+    shows it."""
     value = os.environ.get(name)
-    if not value:
+    if value is None or not value.strip():
         raise ProviderConfigError(f"environment variable {name} is not set")
     register_secret(value)
     return value

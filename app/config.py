@@ -6,16 +6,20 @@ Slack credentials are optional here because `prod-access audit` and `db upgrade`
 
 Rules it relies on:
 - A secret set but blank (`SLACK_SIGNING_SECRET=`, or only spaces) is unset, for every secret
-  field (and for every variable a provider names, app.providers.base.env_secret): nothing ever
-  stands in for it.
+  field and for every variable a provider names (`env_value`): nothing ever stands in for it.
 - Every secret read here (each SecretStr field, the password in DATABASE_URL) is registered with
   app.text as soon as the settings are read, so no card, DM, audit row or log line shows it.
+- A provider's `*_env` variable is read from the same sources as the settings, in the same
+  order: the process environment, then `.env` in the current directory (`env_value`).
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Literal, get_args
 
+from dotenv import dotenv_values
 from pydantic import (
     Field,
     SecretStr,
@@ -28,13 +32,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.text import register_dsn, register_secret
 
+ENV_FILE = ".env"
+
 
 class SettingsError(Exception):
     """A setting is missing or wrong; the message names the variable."""
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore")
 
     # --- Slack ---
     slack_bot_token: SecretStr | None = None
@@ -172,3 +178,14 @@ def load_settings(**overrides: object) -> Settings:
         name = str(first["loc"][0]).upper() if first["loc"] else "settings"
         msg = str(first["msg"]).removeprefix("Value error, ")
         raise SettingsError(f"{name} is invalid: {msg}") from None
+
+
+def env_value(name: str) -> str | None:
+    """The variable a provider names (a DSN, a webhook secret, an API token, a command's
+    `env:`), from the same sources as the settings: the process environment first, then `.env`
+    in the current directory. None when unset or blank; set in the environment, even blank, it
+    wins over `.env`, as it does for the settings."""
+    value = os.environ.get(name)
+    if value is None and Path(ENV_FILE).is_file():
+        value = dotenv_values(ENV_FILE, encoding="utf-8").get(name)
+    return value if value and value.strip() else None

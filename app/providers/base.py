@@ -20,7 +20,6 @@ that lacks one of these calls, or a bad config stops start-up with file and line
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import import_module
@@ -29,6 +28,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
 
+from app.config import env_value
 from app.policy import Policy, PolicyError
 from app.text import register_secret
 
@@ -167,11 +167,11 @@ def build_providers(policy: Policy) -> dict[str, Provider]:
 
 
 def env_secret(name: str) -> str:
-    """A secret from the environment variable the policy names, checked at start (unset or
-    blank stops it) and registered with app.text, so no card, DM, audit row or log line
-    shows it."""
-    value = os.environ.get(name)
-    if value is None or not value.strip():
+    """A secret from the variable the policy names, read where the settings are read (the
+    environment, then `.env`: app.config.env_value), checked at start (unset or blank stops
+    it) and registered with app.text, so no card, DM, audit row or log line shows it."""
+    value = env_value(name)
+    if value is None:
         raise ProviderConfigError(f"environment variable {name} is not set")
     register_secret(value)
     return value

@@ -91,10 +91,13 @@ class Settings(BaseSettings):
     @field_validator("*", mode="before")
     @classmethod
     def _blank_secret_is_unset(cls, value: Any, info: ValidationInfo) -> Any:
-        if not (isinstance(value, str) and not value.strip() and info.field_name):
-            return value
-        annotation = cls.model_fields[info.field_name].annotation
-        return None if SecretStr in (annotation, *get_args(annotation)) else value
+        """Every secret field (and any added later, e.g. a METRICS_TOKEN): `X=` in a .env or a
+        deployment template means "not set", never an empty key."""
+        if isinstance(value, str) and not value.strip() and info.field_name:
+            annotation = cls.model_fields[info.field_name].annotation
+            if SecretStr in (annotation, *get_args(annotation)):
+                return None
+        return value
 
     @field_validator("slack_bot_token")
     @classmethod

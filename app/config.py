@@ -3,14 +3,36 @@
 A missing or bad setting stops start-up with one line naming the variable (`SettingsError`).
 Slack credentials are optional here because `prod-access audit` and `db upgrade` need none;
 `require_slack()` checks them where the bot really starts.
+
+Rules it relies on:
+- A secret set but blank (`SLACK_SIGNING_SECRET=`, or only spaces) is unset, for every secret
+  field and for every variable a provider names (`env_value`): nothing ever stands in for it.
+- Every secret read here (each SecretStr field, the password in DATABASE_URL) is registered with
+  app.text as soon as the settings are read, so no card, DM, audit row or log line shows it.
+- A provider's `*_env` variable is read from the same sources as the settings, in the same
+  order: the process environment, then `.env` in the current directory (`env_value`).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+from pathlib import Path
+from typing import Any, Literal, get_args
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from dotenv import dotenv_values
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.text import register_dsn, register_secret
+
+ENV_FILE = ".env"
 
 
 class SettingsError(Exception):
@@ -18,7 +40,7 @@ class SettingsError(Exception):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore")
 
     # --- Slack ---
     slack_bot_token: SecretStr | None = None
@@ -69,6 +91,17 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "console", "json"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _blank_secret_is_unset(cls, value: Any, info: ValidationInfo) -> Any:
+        """Every secret field (and any added later, e.g. a METRICS_TOKEN): `X=` in a .env or a
+        deployment template means "not set", never an empty key."""
+        if isinstance(value, str) and not value.strip() and info.field_name:
+            annotation = cls.model_fields[info.field_name].annotation
+            if SecretStr in (annotation, *get_args(annotation)):
+                return None
+        return value
+
     @field_validator("slack_bot_token")
     @classmethod
     def _bot_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
@@ -79,8 +112,6 @@ class Settings(BaseSettings):
     @field_validator("slack_app_token")
     @classmethod
     def _app_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and value.get_secret_value() == "":
-            return None
         if value is not None and not value.get_secret_value().startswith("xapp-"):
             raise ValueError("must be an app-level token starting with xapp-")
         return value
@@ -91,16 +122,6 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL such as https://slack.com/api/")
         return value if value.endswith("/") else value + "/"
-
-    @field_validator("pagerduty_token")
-    @classmethod
-    def _empty_token_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
-        return None if value is not None and not value.get_secret_value().strip() else value
-
-    @field_validator("metrics_token")
-    @classmethod
-    def _blank_metrics_token_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
-        return None if value is not None and not value.get_secret_value().strip() else value
 
     @field_validator("pagerduty_api_url")
     @classmethod
@@ -136,8 +157,18 @@ class Settings(BaseSettings):
             self.sweep_workers = 128 if self.database_url.startswith("sqlite") else 16
         return self
 
+    @model_validator(mode="after")
+    def _register_secrets(self) -> Settings:
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                register_secret(value.get_secret_value())
+        register_dsn(self.database_url)
+        return self
+
     def require_slack(self, *, socket: bool) -> None:
-        """Raise SettingsError naming the first Slack credential the chosen mode lacks."""
+        """Raise SettingsError naming the first Slack credential the chosen mode lacks (unset
+        and blank alike)."""
         needed = ["slack_bot_token", "slack_app_token" if socket else "slack_signing_secret"]
         for name in needed:
             if getattr(self, name) is None:
@@ -153,3 +184,14 @@ def load_settings(**overrides: object) -> Settings:
         name = str(first["loc"][0]).upper() if first["loc"] else "settings"
         msg = str(first["msg"]).removeprefix("Value error, ")
         raise SettingsError(f"{name} is invalid: {msg}") from None
+
+
+def env_value(name: str) -> str | None:
+    """The variable a provider names (a DSN, a webhook secret, an API token, a command's
+    `env:`), from the same sources as the settings: the process environment first, then `.env`
+    in the current directory. None when unset or blank; set in the environment, even blank, it
+    wins over `.env`, as it does for the settings."""
+    value = os.environ.get(name)
+    if value is None and Path(ENV_FILE).is_file():
+        value = dotenv_values(ENV_FILE, encoding="utf-8").get(name)
+    return value if value and value.strip() else None

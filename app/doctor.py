@@ -29,10 +29,11 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from app.config import Settings
-from app.logging import mask, register_secret, setup_logging
+from app.logging import setup_logging
 from app.oncall import OnCallUnavailable, pagerduty_from_settings
 from app.policy import Policy, PolicyError, load_policy
-from app.providers.base import Provider, ProviderConfigError, ProviderError, provider_class, short
+from app.providers.base import Provider, ProviderConfigError, ProviderError, provider_class
+from app.text import redact, short
 
 OK, PROBLEM = "OK", "PROBLEM"
 PROBE_WORKERS = 8
@@ -65,8 +66,9 @@ def run_checks() -> list[CheckResult]:
     if policy is not None:
         _providers(policy, results)
         _pagerduty(settings, policy, results)
-    # Error texts come from libraries and servers; no secret the bot knows may reach the screen.
-    return [replace(result, detail=mask(result.detail)) for result in results]
+    # Error texts come from libraries and servers; no secret the bot knows may reach the screen
+    # (the settings and the providers registered theirs with app.text as they were read).
+    return [replace(result, detail=redact(result.detail)) for result in results]
 
 
 # --- settings and policy ----------------------------------------------------------------
@@ -90,13 +92,6 @@ def _settings(results: list[CheckResult]) -> Settings:
                     CheckResult("settings", False, f"{name.upper()} is invalid: {reason}")
                 )
                 overrides[name] = Settings.model_fields[name].default
-    for secret in (
-        settings.slack_bot_token,
-        settings.slack_signing_secret,
-        settings.slack_app_token,
-        settings.metrics_token,
-    ):
-        register_secret(secret.get_secret_value() if secret else None)
     if settings.slack_bot_token is None and "slack_bot_token" not in overrides:
         results.append(
             CheckResult("settings", False, "SLACK_BOT_TOKEN is not set (see .env.example)")

@@ -9,7 +9,9 @@ when it runs in a copy of the caller's context (AfterAck, the notice lanes). Lib
 JSON lines with the same ids too.
 
 A processor masks secrets in every event (Slack tokens, the signing secret, provider secrets,
-passwords in DSNs), whatever key they hide under, so no log line carries one.
+passwords in DSNs), whatever key they hide under, so no log line carries one: a value under a
+key that names a secret is dropped whole, every other string goes through app.text's
+`redact()`, the one registry of secrets that cards, DMs and audit rows are redacted with too.
 
 One writer: structlog's events go through the standard library's logging (one logger,
 `prod_access`) to the same single handler as the libraries' records. It renders each line and
@@ -31,14 +33,22 @@ from typing import Any, TextIO
 import structlog
 
 from app.models import AccessRequest, AccessSession
+from app.text import redact, register_secret
 
-_SECRET_PATTERNS = [
-    re.compile(r"xox[abposr]-[A-Za-z0-9-]+"),
-    re.compile(r"xapp-[A-Za-z0-9-]+"),
-    re.compile(r"(?<=://)([^:/@\s]+):([^@\s]+)@"),
+# The names this module had before app.text held the one registry of secrets: the same
+# registry and the same redaction under them.
+mask = redact
+__all__ = [
+    "bound",
+    "drop_secrets",
+    "ids_of",
+    "mask",
+    "register_secret",
+    "setup_logging",
+    "wants_json",
 ]
+
 _SECRET_KEYS = re.compile(r"(token|secret|password|dsn|authorization)", re.I)
-_extra_secrets: set[str] = set()
 #: Request and session ids as app.operations.common.new_id writes them: R-7K3Q9X2M, S-4M8D2QXA.
 _ROW_ID = re.compile(r"^([RS])-[0-9A-Z]{8}$")
 #: The standard library logger every structlog event is handed to (its level is LOG_LEVEL; the
@@ -46,26 +56,12 @@ _ROW_ID = re.compile(r"^([RS])-[0-9A-Z]{8}$")
 APP_LOGGER = "prod_access"
 
 
-def register_secret(value: str | None) -> None:
-    """Mask this exact value (e.g. the signing secret) wherever it appears in a log event."""
-    if value and len(value) >= 6:
-        _extra_secrets.add(value)
-
-
-def mask(text: str) -> str:
-    for secret in _extra_secrets:
-        text = text.replace(secret, "[secret]")
-    text = _SECRET_PATTERNS[0].sub("xox?-[secret]", text)
-    text = _SECRET_PATTERNS[1].sub("xapp-[secret]", text)
-    return _SECRET_PATTERNS[2].sub(r"\1:[secret]@", text)
-
-
 def drop_secrets(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
     for key, value in list(event.items()):
         if _SECRET_KEYS.search(key) and key != "event":
             event[key] = "[secret]"
         elif isinstance(value, str):
-            event[key] = mask(value)
+            event[key] = redact(value)
     return event
 
 

@@ -22,9 +22,9 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from app.logging import register_secret
 from app.providers import rest
-from app.providers.base import ProviderError, short
+from app.providers.base import ProviderError
+from app.text import register_secret, short
 
 if TYPE_CHECKING:
     from app.config import Settings

@@ -18,7 +18,6 @@ from app.context import AppContext, NoDirectory, QuietNotifier
 from app.jobs.expire import announce_unposted_requests, resume_interrupted
 from app.jobs.review import schedule_review
 from app.jobs.scheduler import start_scheduler
-from app.logging import register_secret
 from app.oncall import pagerduty_from_settings
 from app.operations.policy_change import describe_uncovered, uncovered_sessions
 from app.policy import PolicyError, load_policy
@@ -98,14 +97,7 @@ class Bot:
 
 
 def build_bot(settings: Settings, *, socket: bool = False, migrate: bool = True) -> Bot:
-    settings.require_slack(socket=socket)
-    for secret in (
-        settings.slack_bot_token,
-        settings.slack_signing_secret,
-        settings.slack_app_token,
-        settings.metrics_token,
-    ):
-        register_secret(secret.get_secret_value() if secret else None)
+    settings.require_slack(socket=socket)  # the settings registered their secrets with app.text
     if migrate:
         database.upgrade(settings.database_url)
     ctx = build_context(settings)

@@ -16,7 +16,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 
-from app import clock
+from app import clock, text
 from app.config import Settings
 from app.context import AppContext
 from app.db import transaction
@@ -59,6 +59,13 @@ def _reset_clock() -> Iterator[None]:
     clock.reset()
     yield
     clock.reset()
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets_registered_by_the_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry of secrets (app.text) lives as long as the process, as it should in
+    production; here one test's secret (say "x" * 16) must not mask the next test's text."""
+    monkeypatch.setattr(text, "_secrets", text._secrets)
 
 
 @pytest.fixture

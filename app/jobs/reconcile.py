@@ -36,7 +36,8 @@ from app.models import AccessSession, AuditEvent, SessionState
 from app.operations.common import access_of, holder_lock, provider_note
 from app.operations.end_session import revoke_verified
 from app.operations.queries import OPEN_SESSION_STATES, sessions_of_same_access
-from app.providers.base import ProviderError, short
+from app.providers.base import ProviderError
+from app.text import short
 
 log = structlog.get_logger(__name__)
 

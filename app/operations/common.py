@@ -19,7 +19,8 @@ from app.db import advisory_lock, database_of, is_postgres, lock_key, reading
 from app.models import AccessRequest, AccessSession
 from app.operations import people
 from app.operations.errors import NotAllowed, NotFound
-from app.providers.base import AccessGrant, Provider, short
+from app.providers.base import AccessGrant, Provider
+from app.text import short
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
 #: How long a `granting`/`revoking` intent may stand before a sweep takes it over (a crash).

@@ -42,7 +42,8 @@ from app.operations.common import (
 )
 from app.operations.errors import ConflictError, NotFound, OperationError
 from app.operations.queries import sessions_of_same_access
-from app.providers.base import Provider, ProviderError, short
+from app.providers.base import Provider, ProviderError
+from app.text import short
 
 _AUDIT_EVENT = {
     EndReason.expired: "expired",

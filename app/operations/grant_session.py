@@ -34,7 +34,8 @@ from app.operations.common import (
 from app.operations.end_session import end_session, revoke_claimed, start_ending
 from app.operations.errors import ConflictError, NotAllowed, OperationError
 from app.policy_values import format_duration
-from app.providers.base import ProviderError, short
+from app.providers.base import ProviderError
+from app.text import short
 
 log = structlog.get_logger(__name__)
 #: The longest wait between two checks of a grant whose outcome is unknown.

@@ -15,7 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.providers.base import ProviderConfigError, ProviderError, short
+from app.providers.base import ProviderConfigError, ProviderError
+from app.text import short
 
 RETRYABLE_CODES = frozenset(
     {

@@ -20,7 +20,6 @@ that lacks one of these calls, or a bad config stops start-up with file and line
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import import_module
@@ -29,8 +28,9 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
 
-from app.logging import register_secret
+from app.config import env_value
 from app.policy import Policy, PolicyError
+from app.text import register_secret
 
 ENTRY_POINT_GROUP = "prod_access.providers"
 REQUIRED_CALLS = ("grant", "revoke", "check")
@@ -166,23 +166,12 @@ def build_providers(policy: Policy) -> dict[str, Provider]:
     return providers
 
 
-def short(text: Any, limit: int = 300) -> str:
-    """Provider error text for cards and audit rows: one line, bounded."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def tail(text: str, limit: int = 1000) -> str:
-    """The end of a long output (where programs print their errors), marked when cut."""
-    text = text.strip()
-    return text if len(text) <= limit else "…" + text[-(limit - 1) :]
-
-
 def env_secret(name: str) -> str:
-    """A secret from the environment variable the policy names, checked at start and kept out
-    of every log line."""
-    value = os.environ.get(name)
-    if not value:
+    """A secret from the variable the policy names, read where the settings are read (the
+    environment, then `.env`: app.config.env_value), checked at start (unset or blank stops
+    it) and registered with app.text, so no card, DM, audit row or log line shows it."""
+    value = env_value(name)
+    if value is None:
         raise ProviderConfigError(f"environment variable {name} is not set")
     register_secret(value)
     return value

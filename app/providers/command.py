@@ -4,7 +4,10 @@
 command gets the session as JSON on stdin (the webhook's body) and these variables:
 PROD_ACCESS_ACTION (grant | revoke | check), PROD_ACCESS_SESSION_ID, PROD_ACCESS_IDENTITY,
 PROD_ACCESS_GRANT, PROD_ACCESS_SYSTEM, PROD_ACCESS_ROLE. Of the bot's own environment it sees
-only PATH and the variables `env` names, so the bot's Slack tokens never reach it.
+only PATH and the variables `env` names, so the bot's Slack tokens never reach it. Those are read
+where the settings are read (the environment, then `.env`), must be set and not blank, and are
+treated as secrets: whatever the command prints, their values never reach a card, a DM, the
+audit trail or a log line (app.text).
 
 Exit status 0 is success; for `check`, 0 means the access is present and 1 that it is absent.
 Any other status, or running longer than `timeout` (the command and whatever it started are
@@ -24,14 +27,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.providers.base import (
-    AccessGrant,
-    ProviderConfigError,
-    ProviderError,
-    payload,
-    short,
-    tail,
-)
+from app.config import env_value
+from app.providers.base import AccessGrant, ProviderConfigError, ProviderError, payload
+from app.text import register_secret, short, tail
 
 PRESENT, ABSENT = 0, 1
 ERROR_OUTPUT_CHARS = 250  # with its prefix, the message fits the 300 characters errors keep
@@ -54,12 +52,16 @@ class CommandProvider:
         found = shutil.which(program) if os.sep not in program else program
         if not found or not (Path(found).is_file() and os.access(found, os.X_OK)):
             raise ProviderConfigError(f"argv[0] {program!r} is not an executable file")
+        self._env: dict[str, str] = {}
         for name in config.env:
-            if name not in os.environ:
+            value = env_value(name)
+            if value is None:
                 raise ProviderConfigError(f"environment variable {name} (named in env) is not set")
+            register_secret(value)  # the command may print it: never into a card or a log
+            self._env[name] = value
 
     def _run(self, action: str, access: AccessGrant) -> tuple[int, str]:
-        env = {name: os.environ[name] for name in ("PATH", *self.config.env) if name in os.environ}
+        env = {name: value for name, value in os.environ.items() if name == "PATH"} | self._env
         env.update(
             PROD_ACCESS_ACTION=action,
             PROD_ACCESS_SESSION_ID=access.session_id,

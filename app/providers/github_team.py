@@ -20,7 +20,8 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 from app.providers import rest
-from app.providers.base import AccessGrant, ProviderError, env_secret, short
+from app.providers.base import AccessGrant, ProviderError, env_secret
+from app.text import short
 
 SERVICE = "GitHub"
 

@@ -1,6 +1,7 @@
 """PostgreSQL provider: GRANT / REVOKE a role to the person's database user.
 
-The admin DSN comes from the environment variable the policy names (never from the file).
+The admin DSN comes from the variable the policy names (the environment or `.env`, never the
+policy file); it and the password inside it are masked in every error, note and log line.
 Identifiers are quoted by psycopg's `sql.Identifier`; no user text is ever formatted into SQL.
 GRANT of a role already held and REVOKE of a role not held both succeed (PostgreSQL only warns).
 
@@ -13,13 +14,12 @@ design, which a revoke here could not change).
 
 from __future__ import annotations
 
-import os
-
 import psycopg
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.providers.base import AccessGrant, ProviderConfigError, ProviderError, short
+from app.providers.base import AccessGrant, ProviderError, env_secret
+from app.text import register_dsn, short
 
 HOLDS_ROLE = """
     SELECT EXISTS (
@@ -63,14 +63,14 @@ class PostgresProvider:
 
     def __init__(self, config: PostgresConfig) -> None:
         self.config = config
-        if not os.environ.get(config.dsn_env):
-            raise ProviderConfigError(f"environment variable {config.dsn_env} is not set")
+        self._dsn = env_secret(config.dsn_env)
+        # psycopg echoes a password it cannot parse (a stray %, a space) in its error.
+        register_dsn(self._dsn)
 
     def _connect(self) -> psycopg.Connection:
-        dsn = os.environ.get(self.config.dsn_env, "")
         try:
             return psycopg.connect(
-                dsn, autocommit=True, connect_timeout=self.config.connect_timeout
+                self._dsn, autocommit=True, connect_timeout=self.config.connect_timeout
             )
         except psycopg.Error as exc:
             raise ProviderError(f"cannot connect to PostgreSQL: {short(exc)}") from None

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import Any
 
-from app.providers.base import ProviderError, short
+from app.providers.base import ProviderError
+from app.text import short
 
 RETRYABLE_STATUS = frozenset({408, 429})
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import time
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
@@ -39,12 +38,11 @@ class WebhookProvider:
 
     def __init__(self, config: WebhookConfig) -> None:
         self.config = config
-        env_secret(config.secret_env)
+        self._secret = env_secret(config.secret_env)
 
     def _post(self, action: str, access: AccessGrant) -> rest.Answer:
         body = json.dumps(payload(action, access), separators=(",", ":")).encode()
         timestamp = str(int(time.time()))
-        secret = os.environ.get(self.config.secret_env, "")
         answer = rest.send(
             "webhook",
             "POST",
@@ -54,7 +52,7 @@ class WebhookProvider:
             headers={
                 "Content-Type": "application/json",
                 "X-Prod-Access-Timestamp": timestamp,
-                "X-Prod-Access-Signature": sign(secret, timestamp, body),
+                "X-Prod-Access-Signature": sign(self._secret, timestamp, body),
                 "Idempotency-Key": f"{access.session_id}:{action}",
             },
         )

@@ -1,7 +1,8 @@
 """Build the Bolt app (sync `App`): one Web API client pointed at SLACK_API_URL, listeners
 registered, request signatures verified (HTTP mode) by Bolt on every request, a replayed
 request refused and a repeated event answered without running it again (replays.py), and every
-request's log lines carrying its ids.
+request's log lines carrying its ids. The signature key is the configured SLACK_SIGNING_SECRET
+and nothing else: without one (unset or blank) no HTTP app is built.
 
 The client retries what Slack asks to be retried, with slack_sdk's retry handlers: a rate limit
 (429, after its Retry-After), a 500 or 503, a dropped connection. Nothing on the ack path calls
@@ -28,7 +29,7 @@ from slack_sdk.http_retry import (
 )
 from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler
 
-from app.config import Settings
+from app.config import Settings, SettingsError
 from app.context import AppContext
 from app.logging import ids_of
 from app.slack.after_ack import AfterAck
@@ -143,14 +144,10 @@ class _SameTokenNotice(logging.Filter):
 def build_bolt_app(
     ctx: AppContext, client: WebClient, later: AfterAck, *, socket: bool = False
 ) -> App:
-    settings = ctx.settings
-    secret = (
-        settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
-    )
     logging.getLogger("slack_bolt.App").addFilter(_SameTokenNotice())
     app = BoundApp(
         client=client,
-        signing_secret=secret or "socket-mode",
+        signing_secret=_signing_secret(ctx.settings, socket=socket),
         request_verification_enabled=not socket,
         token_verification_enabled=False,
         # Listeners run in the request's thread and return right after ack(); the slow part
@@ -160,3 +157,16 @@ def build_bolt_app(
     app.use(RefuseReplays(ctx.db))  # after Bolt's own, RequestVerification among them
     register(app, ctx, later)
     return app
+
+
+def _signing_secret(settings: Settings, *, socket: bool) -> str:
+    """The key Bolt checks every HTTP request's signature with: the configured secret, never a
+    stand-in. In Socket Mode no signature is checked (Bolt's verification is off and it uses the
+    secret for nothing else), so there is none: "" rather than None, because given None Bolt
+    reads SLACK_SIGNING_SECRET from the environment itself, past the settings' checks."""
+    if socket:
+        return ""
+    secret = settings.slack_signing_secret
+    if secret is None:  # blank is unset too (app.config); serve stops before this
+        raise SettingsError("SLACK_SIGNING_SECRET is not set (see .env.example)")
+    return secret.get_secret_value()

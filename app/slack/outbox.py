@@ -50,7 +50,7 @@ from app.db import reading, transaction
 from app.logging import bound, ids_of
 from app.models import AccessRequest, AccessSession, PendingNotice
 from app.operations.common import backoff
-from app.providers.base import short
+from app.text import short
 
 log = structlog.get_logger(__name__)
 #: At stop, queued notices are still sent for this long; the rest are stored for the next start.

@@ -159,12 +159,17 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _register_secrets(self) -> Settings:
+        self.register_secrets()
+        return self
+
+    def register_secrets(self) -> None:
+        """Register every secret setting for redaction (done when settings are read; again by
+        `build_bot`, for settings made with `model_copy`, which skips the validators)."""
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 register_secret(value.get_secret_value())
         register_dsn(self.database_url)
-        return self
 
     def require_slack(self, *, socket: bool) -> None:
         """Raise SettingsError naming the first Slack credential the chosen mode lacks (unset

@@ -97,7 +97,8 @@ class Bot:
 
 
 def build_bot(settings: Settings, *, socket: bool = False, migrate: bool = True) -> Bot:
-    settings.require_slack(socket=socket)  # the settings registered their secrets with app.text
+    settings.require_slack(socket=socket)
+    settings.register_secrets()
     if migrate:
         database.upgrade(settings.database_url)
     ctx = build_context(settings)

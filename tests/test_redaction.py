@@ -37,8 +37,8 @@ CARELESS = """\
 import json, os, sys
 json.load(sys.stdin)
 action, key = os.environ["PROD_ACCESS_ACTION"], os.environ["OPS_API_KEY"]
-if action == "check":
-    sys.exit(0)
+if action == "check":  # 0: present, 1: absent (a refused login granted nothing)
+    sys.exit(1 if os.path.exists(os.environ["OPS_FAIL_MARKER"]) else 0)
 if action == "grant" and os.path.exists(os.environ["OPS_FAIL_MARKER"]):
     print(f"login refused for key {key}", file=sys.stderr)
     sys.exit(3)
@@ -86,14 +86,18 @@ def careless_bot(
     harness.stop()
 
 
-def _grant_failure_shown(bot: BotHarness, request_id: str) -> str:
-    """The card and the requester's DM after a failed grant; the error as stored."""
+def _grant_failure_shown(bot: BotHarness, request_id: str, *, unknown: bool = False) -> str:
+    """The card and the requester's DM after a failed grant (`unknown`: one whose outcome the
+    provider could not tell either); the error as stored."""
     bot.send.click("approve_request", request_id, LEAD1)
-    failed = bot.wait_session(request_id, SessionState.grant_failed)
-    card = bot.slack.wait_for("chat.update", lambda a: "Grant failed" in str(a.get("blocks")))
+    state = SessionState.grant_unknown if unknown else SessionState.grant_failed
+    failed = bot.wait_session(request_id, state)
+    on_card = "Grant outcome unknown" if unknown else "Grant failed"
+    in_dm = "checked again" if unknown else "Nothing was granted"
+    card = bot.slack.wait_for("chat.update", lambda a: on_card in str(a.get("blocks")))
     assert MARK in str(card[-1]["blocks"])
     dm = bot.slack.wait_for(
-        "chat.postMessage", lambda a: a["channel"] == BOB and "Nothing was granted" in a["text"]
+        "chat.postMessage", lambda a: a["channel"] == BOB and in_dm in a["text"]
     )
     assert MARK in dm[-1]["text"]
     return failed.last_error or ""
@@ -168,7 +172,8 @@ def test_a_dsn_password_psycopg_echoes_shows_secret_marker_on_card_dm_audit_and_
     bot = _bot(tmp_path, slack, webhook, textwrap.indent(system, "  "))
     try:
         request_id = bot.quick_request("checkout-db read 30m PAY-9 look at a refund", BOB)
-        error = _grant_failure_shown(bot, request_id)
+        # PostgreSQL could not be reached (nor asked), so the outcome is not known
+        error = _grant_failure_shown(bot, request_id, unknown=True)
         assert error.startswith("cannot connect to PostgreSQL: ") and MARK in error
         _nowhere(bot, capsys.readouterr().err, password)
     finally:

@@ -196,15 +196,15 @@ def confirm_grant(ctx: AppContext, session_id: str) -> AccessSession:
             session.attempts += 1
             session.last_error = error
             session.next_attempt_at = clock.now() + recheck_delay(ctx, session.attempts)
-            audit.record(
-                db,
-                "grant_check_failed",
-                audit.SYSTEM_ACTOR,
-                session=session,
-                error=error,
-                attempt=session.attempts,
-                next_check_at=session.next_attempt_at.isoformat(),
-            )
+            if session.attempts == ctx.settings.revoke_alert_after:  # once, not every 15 s
+                audit.record(
+                    db,
+                    "grant_check_failing",
+                    audit.SYSTEM_ACTOR,
+                    session=session,
+                    error=error,
+                    attempts=session.attempts,
+                )
         elif present:
             start_ending(db, session, EndReason.unconfirmed, audit.SYSTEM_ACTOR)
         else:

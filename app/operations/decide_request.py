@@ -61,9 +61,11 @@ def check_decider(ctx: AppContext, request: AccessRequest, user_id: str, verb: s
     if user_id == request.requester_id:
         raise NotAllowed(f"You can't {verb} your own request; another approver has to.")
     if not people.may_approve(ctx, system, request.role_id, user_id):
-        who = people.mentions(ctx, ctx.policy.approvers_of(system, request.role_id))
+        who = people.mention_list(ctx, ctx.policy.approvers_of(system, request.role_id))
         raise NotAllowed(
-            f"Only the approvers of {system.name} {request.role_id} can {verb} this: {who}."
+            f"Only the approvers of {system.name} {request.role_id} can {verb} this: "
+            f"{', '.join(who)}.",
+            mentions=who,
         )
 
 
@@ -75,8 +77,11 @@ def check_may_deny(ctx: AppContext, request: AccessRequest, user_id: str) -> Non
 
 def _check_pending(request: AccessRequest) -> None:
     if request.state != RequestState.pending:
-        by = f" by <@{request.decided_by}>" if request.decided_by else ""
-        raise ConflictError(f"Request {request.id} was already {request.state.value}{by}.")
+        who = [people.mention(request.decided_by)] if request.decided_by else []
+        by = f" by {who[0]}" if who else ""
+        raise ConflictError(
+            f"Request {request.id} was already {request.state.value}{by}.", mentions=who
+        )
 
 
 def approve_request(ctx: AppContext, request_id: str, approver_id: str) -> Decision:

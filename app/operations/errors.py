@@ -1,10 +1,21 @@
-"""Why an operation refused: the messages are shown to the person who asked, as they are."""
+"""Why an operation refused: the messages are shown to the person who asked, as they are.
+
+A message is plain text. Where it names people with Slack mentions (`<@U…>`, `<!subteam^S…>`),
+the operation lists those in `mentions`; Slack's mrkdwn shows only the listed ones as mentions
+and everything else in the sentence as text (app/slack/text.py, `with_mentions`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class OperationError(Exception):
-    """Base class; str() is a sentence for the user."""
+    """Base class; str() is a sentence for the user, `mentions` the people it names."""
+
+    def __init__(self, message: str, *, mentions: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.mentions = tuple(mentions)
 
 
 class NotFound(OperationError):
@@ -22,6 +33,6 @@ class ConflictError(OperationError):
 class InvalidRequest(OperationError):
     """Bad input, one message per field: system, role, duration, ticket, reason."""
 
-    def __init__(self, errors: dict[str, str]) -> None:
-        super().__init__("; ".join(errors.values()))
+    def __init__(self, errors: dict[str, str], *, mentions: Iterable[str] = ()) -> None:
+        super().__init__("; ".join(errors.values()), mentions=mentions)
         self.errors = errors

@@ -283,12 +283,16 @@ def check_retry_allowed(ctx: AppContext, session: AccessSession) -> None:
         )
     people.check_still_requester(ctx, session)
     if session.identity:
+        who = people.mention(session.requester_id)  # the only person these refusals name
         try:
             identity, _ = people.identity_of(ctx, system, session.requester_id)
         except ValueError as exc:
-            raise NotAllowed(f"No identity can be given any more: {short(exc)}") from None
+            raise NotAllowed(
+                f"No identity can be given any more: {short(exc)}", mentions=[who]
+            ) from None
         if identity != session.identity:
             raise NotAllowed(
-                f"The policy now maps <@{session.requester_id}> to {identity}, not "
-                f"{session.identity} as approved. Ask for the access again."
+                f"The policy now maps {who} to {identity}, not "
+                f"{session.identity} as approved. Ask for the access again.",
+                mentions=[who],
             )

@@ -80,9 +80,11 @@ def check_still_requester(ctx: AppContext, row: AccessRequest | AccessSession) -
     if system is None:
         raise NotAllowed(f"System {row.system_id} is no longer in the policy.")
     if not may_request(ctx, system, row.requester_id):
+        who = mention(row.requester_id)
         raise NotAllowed(
-            f"<@{row.requester_id}> is no longer on the list of people who may request "
-            f"{system.id} (the policy changed), so this can't go ahead."
+            f"{who} is no longer on the list of people who may request "
+            f"{system.id} (the policy changed), so this can't go ahead.",
+            mentions=[who],
         )
 
 
@@ -91,14 +93,24 @@ def requestable(ctx: AppContext, user_id: str) -> list[System]:
     return [system for system in ctx.policy.systems if may_request(ctx, system, user_id)]
 
 
-def mentions(ctx: AppContext, principals: Iterable[str]) -> str:
-    """Principals as Slack mentions: <@U…> for people; groups by handle (escaped text, since
-    a group mention needs its id, which the directory knows)."""
+def mention(user_id: str) -> str:
+    """A person as a Slack mention (a refusal that names them lists it in its `mentions`)."""
+    return f"<@{user_id}>"
+
+
+def mention_list(ctx: AppContext, principals: Iterable[str]) -> list[str]:
+    """Principals as Slack mentions: <@U…> for people, <!subteam^S…> for a group whose id
+    the directory knows, else its handle as text (the policy allows no &, < or > in one)."""
     parts = []
     for principal in principals:
         if is_group(principal):
             group_id = ctx.directory.group_id(principal.removeprefix("@"))
             parts.append(f"<!subteam^{group_id}>" if group_id else principal)
         else:
-            parts.append(f"<@{principal}>")
-    return ", ".join(parts)
+            parts.append(mention(principal))
+    return parts
+
+
+def mentions(ctx: AppContext, principals: Iterable[str]) -> str:
+    """`mention_list`, as one mrkdwn line."""
+    return ", ".join(mention_list(ctx, principals))

@@ -120,11 +120,13 @@ def create_request(ctx: AppContext, requester_id: str, form: RequestForm) -> Acc
     visible = people.requestable(ctx, requester_id)
     asked = ctx.policy.system(form.system.strip())
     if asked is not None and asked not in visible:
+        approvers = people.mention_list(ctx, asked.approvers)
         raise InvalidRequest(
             {
                 "system": f"You are not on the list of people who may request {asked.id}. "
-                f"Ask one of its approvers ({people.mentions(ctx, asked.approvers)}) to add you."
-            }
+                f"Ask one of its approvers ({', '.join(approvers)}) to add you."
+            },
+            mentions=approvers,
         )
     valid = validate(ctx.policy, form, visible)
     system = ctx.policy.system(valid.system)
@@ -142,8 +144,10 @@ def create_request(ctx: AppContext, requester_id: str, form: RequestForm) -> Acc
     # and shown on the card: what the approvers approve is what the session gets.
     try:
         identity, email = people.identity_of(ctx, system, requester_id)
-    except ValueError as exc:
-        raise InvalidRequest({"system": _sentence(str(exc))}) from None
+    except ValueError as exc:  # it may name the requester (no email is known for them)
+        raise InvalidRequest(
+            {"system": _sentence(str(exc))}, mentions=[people.mention(requester_id)]
+        ) from None
     now = clock.now()
     with transaction(ctx.db) as db:
         request = AccessRequest(

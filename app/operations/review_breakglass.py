@@ -16,6 +16,7 @@ from app import audit, clock
 from app.context import AppContext
 from app.db import transaction
 from app.models import AccessRequest, AccessSession, EndReason, ReviewState
+from app.operations import people
 from app.operations.common import load_locked, read_row
 from app.operations.decide_request import check_decider
 from app.operations.end_session import end_session
@@ -31,9 +32,10 @@ def review_breakglass(
     with transaction(ctx.db) as db:
         request = load_locked(db, AccessRequest, request_id)
         if request.review_state != ReviewState.due:
-            by = f" by <@{request.reviewed_by}>" if request.reviewed_by else ""
+            who = [people.mention(request.reviewed_by)] if request.reviewed_by else []
+            by = f" by {who[0]}" if who else ""
             state = request.review_state.value if request.review_state else "not break-glass"
-            raise ConflictError(f"Request {request.id} is already {state}{by}.")
+            raise ConflictError(f"Request {request.id} is already {state}{by}.", mentions=who)
         now = clock.now()
         in_time = request.review_due_at is None or now <= request.review_due_at
         request.review_state, request.reviewed_by, request.reviewed_at = outcome, reviewer_id, now

@@ -45,7 +45,7 @@ from app.operations.review_breakglass import review_breakglass
 from app.slack import views
 from app.slack.after_ack import AfterAck
 from app.slack.ids import Action, Block, Callback
-from app.slack.text import escape, unescape
+from app.slack.text import escape, unescape, with_mentions
 
 log = structlog.get_logger(__name__)
 QUICK_FIELDS = ("system", "role", "duration", "ticket", "reason")
@@ -102,7 +102,7 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
             # stored before we say so
             request = create_request(ctx, user, RequestForm(*parts, breakglass=breakglass))
         except InvalidRequest as exc:
-            ack(text=views.problem_text(exc.errors))
+            ack(text=views.problem_text(exc.errors, exc.mentions))
             return
         if breakglass:
             ack(
@@ -139,7 +139,7 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
         try:
             request = cancel_request(ctx, ids[0].upper(), user)
         except OperationError as exc:
-            ack(text=f":no_entry: {escape(str(exc))}")
+            ack(text=_refusal(exc))
             return
         ack(text=f"Request `{request.id}` is cancelled.")
 
@@ -352,7 +352,7 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
         except OperationError as exc:
             log.info("operation_refused", reason=str(exc))
             if client is not None and body is not None:
-                _tell(client, body, f":no_entry: {exc}")
+                _tell(client, body, _refusal(exc))
             return None
 
     def _tell(client: WebClient, body: dict, text: str) -> None:
@@ -364,6 +364,11 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
             client.chat_postEphemeral(channel=channel, user=user, text=text)
         else:
             client.chat_postMessage(channel=user, text=text)
+
+
+def _refusal(exc: OperationError) -> str:
+    """A refusal as mrkdwn: its text escaped, the people it names still mentioned."""
+    return f":no_entry: {with_mentions(str(exc), exc.mentions)}"
 
 
 def _value(values: dict, block_prefix: str) -> str | None:

@@ -1,5 +1,7 @@
 """Tell people in Slack what happened: the card in the approver channel (updated in place), its
-thread (one thread tells the story of one access), and DMs to the requester.
+thread (one thread tells the story of one access), and DMs to the requester. Texts are mrkdwn
+(a message's `text` too): everything in them is escaped where it is put in, and only mentions,
+channels and dates are raw (the rule: app/slack/text.py).
 
 Every method runs after the state change is committed, re-reads the rows, and never raises
 into the operation: the revoke is done first and the notice follows. A notice Slack still
@@ -226,8 +228,8 @@ class SlackNotifier:
             self._dm(
                 request.requester_id,
                 f":warning: Your request `{request.id}` could not be posted to <#{channel}> "
-                f"({exc.response.get('error')}). Nobody has seen it yet; ask an admin to invite "
-                "the bot to that channel.",
+                f"({escape(str(exc.response.get('error')))}). Nobody has seen it yet; ask an "
+                "admin to invite the bot to that channel.",
             )
             raise
         attach_card(self._ctx, request.id, posted["channel"], posted["ts"])
@@ -352,9 +354,10 @@ class SlackNotifier:
             f":unlock: Granted to `{escape(session.identity or '')}`; "
             f"ends {slack_date(session.expires_at)}.",
         )
+        kind = views.access_kind(self.policy.system(session.system_id))
         self._dm(
             session.requester_id,
-            f"You have {session.role_id} access to {session.system_id} until "
+            f"You have {escape(session.role_id)} {kind} to {escape(session.system_id)} until "
             f"{slack_date(session.expires_at)}.",
             views.granted_message(self.policy, session),
         )
@@ -399,9 +402,10 @@ class SlackNotifier:
                 "failed attempts; the access is removed.",
                 broadcast=True,
             )
+        kind = views.access_kind(self.policy.system(session.system_id))
         self._dm(
             session.requester_id,
-            f"Your access {session.id} has ended. Please write a closeout note.",
+            f"Your {kind} {session.id} has ended. Please write a closeout note.",
             views.closeout_prompt(self.policy, session),
         )
         self._homes_of(request)

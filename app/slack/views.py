@@ -1,5 +1,8 @@
 """Block Kit, built by pure functions from rows and policy (slack_sdk models enforce Slack's
-limits). Every piece of user text goes through `text.escape` (via `quote`/`escape`) here."""
+limits). Every text that enters mrkdwn here (what people typed, policy names, provider errors,
+ids, the static usage) goes through `text.escape` once (via `escape`, `quote`, `_code`);
+mentions, channels and dates are added around it on purpose (the rule: app/slack/text.py).
+`plain_text` objects (headers, buttons, options, modal titles) are shown as they are."""
 
 from __future__ import annotations
 
@@ -41,9 +44,10 @@ from app.policy import Policy, System
 from app.policy_values import format_duration
 from app.slack.ids import Action, Callback
 from app.slack.ids import Block as B
-from app.slack.text import escape, quote, slack_date, truncate
+from app.slack.text import escape, quote, slack_date, truncate, with_mentions
 
-USAGE = (
+# Escaped here, where it becomes mrkdwn: `<system>` must read as written, not as a link.
+USAGE = escape(
     "*Usage*\n"
     "• `/prod-access` opens the request form\n"
     "• `/prod-access <system> <role> <duration> <ticket> <reason…>`, e.g. "
@@ -77,17 +81,19 @@ def help_text(policy: Policy, systems: Sequence[System] | None = None) -> str:
         lines.append("None: you are not on the requesters list of any system.")
     for system in systems:
         roles = ", ".join(
-            f"`{r.id}` (max {format_duration(policy.max_duration(system, r))})"
+            f"{_code(r.id)} (max {format_duration(policy.max_duration(system, r))})"
             for r in system.roles
         )
         tier = " _(staging: approved at once)_" if system.tier == "staging" else ""
-        lines.append(f"• `{system.id}` {escape(system.name)}{tier}: {roles}")
+        lines.append(f"• {_code(system.id)} {escape(system.name)}{tier}: {roles}")
     return "\n".join(lines)
 
 
-def problem_text(errors: dict[str, str]) -> str:
+def problem_text(errors: dict[str, str], mentions: Sequence[str] = ()) -> str:
+    """What is wrong with a request, one line per field (`mentions`: the people the messages
+    name on purpose, see InvalidRequest), then the usage."""
     lines = ["*That request can't be sent:*"]
-    lines += [f"• {escape(message)}" for message in errors.values()]
+    lines += [f"• {with_mentions(message, mentions)}" for message in errors.values()]
     return "\n".join([*lines, "", USAGE])
 
 
@@ -101,7 +107,7 @@ def list_text(requests: list[AccessRequest], sessions: list[AccessSession]) -> s
     if requests:
         lines.append("*Waiting for approval*")
         lines += [
-            f"• `{r.id}` {r.role_id} on {r.system_id} for "
+            f"• `{r.id}` {escape(r.role_id)} on {escape(r.system_id)} for "
             f"{format_duration(timedelta(seconds=r.duration_seconds))}, "
             f"ticket {escape(r.ticket)}, asked {slack_date(r.created_at)}"
             for r in requests
@@ -119,7 +125,7 @@ def time_left(until: datetime, now: datetime) -> str:
 
 
 def session_line(session: AccessSession, now: datetime | None = None) -> str:
-    head = f"`{session.id}` {session.role_id} on {session.system_id}"
+    head = f"`{session.id}` {escape(session.role_id)} on {escape(session.system_id)}"
     if session.state == SessionState.active and session.expires_at:
         left = f" ({time_left(session.expires_at, now)})" if now else ""
         return f"{head}, active until {slack_date(session.expires_at)}{left}"
@@ -267,7 +273,7 @@ def closeout_modal(session: AccessSession) -> dict:
         close="Later",
         blocks=[
             _mrkdwn(
-                f"Your *{session.role_id}* access to *{escape(session.system_id)}* "
+                f"Your *{escape(session.role_id)}* access to *{escape(session.system_id)}* "
                 f"(`{session.id}`, ticket {escape(session.request.ticket)}) has ended."
             ),
             InputBlock(
@@ -370,18 +376,25 @@ def card_text(request: AccessRequest) -> str:
         else "Access request",
     }[request.kind]
     return (
-        f"{kind} {request.id} from <@{request.requester_id}>: {request.role_id} on "
-        f"{request.system_id} for {format_duration(timedelta(seconds=request.duration_seconds))} "
+        f"{kind} {request.id} from <@{request.requester_id}>: {escape(request.role_id)} on "
+        f"{escape(request.system_id)} for "
+        f"{format_duration(timedelta(seconds=request.duration_seconds))} "
         f"({escape(request.ticket)})"
     )
 
 
-def card_title(request: AccessRequest) -> str:
+def access_kind(system: System | None) -> str:
+    """The kind of access, by the system's tier: "production access" or "staging access"."""
+    return f"{system.tier} access" if system is not None else "access"
+
+
+def card_title(request: AccessRequest, system: System | None = None) -> str:
+    """The card's header (plain text): the kind of access, by the system's tier."""
     if request.kind == RequestKind.extension:
         return "Extension request"
     if request.route == Route.breakglass:
-        return "BREAK-GLASS production access"
-    return "Production access request"
+        return f"BREAK-GLASS {access_kind(system)}"
+    return f"{access_kind(system).capitalize()} request"
 
 
 def reason_cut(request: AccessRequest) -> bool:
@@ -398,7 +411,9 @@ def approval_card(
     """The card in the approver channel, rendered from the current state of request and session
     (for an extension: the session it extends). `approvers`: who may decide, as mentions."""
     system = policy.system(request.system_id)
-    system_name = f"{escape(system.name)} (`{system.id}`)" if system else f"`{request.system_id}`"
+    system_name = (
+        f"{escape(system.name)} ({_code(system.id)})" if system else _code(request.system_id)
+    )
     duration = format_duration(timedelta(seconds=request.duration_seconds))
     fields = [
         f"*Requester*\n<@{request.requester_id}>",
@@ -408,7 +423,7 @@ def approval_card(
         f"*Ticket*\n{escape(request.ticket)}",
         f"*Request*\n`{request.id}`",
     ]
-    blocks: list[Block] = [HeaderBlock(text=card_title(request))]
+    blocks: list[Block] = [HeaderBlock(text=card_title(request, system))]
     if request.kind == RequestKind.extension and session is not None:
         ends = slack_date(session.expires_at) if session.expires_at else "—"
         blocks.append(
@@ -617,9 +632,11 @@ def _context(text: str) -> ContextBlock:
 
 
 def what(session_or_request: AccessSession | AccessRequest, policy: Policy) -> str:
+    """What the access is, as mrkdwn: "*write* production access to *Orders API*" (and
+    "staging access" on a staging-tier system)."""
     system = policy.system(session_or_request.system_id)
-    name = escape(system.name) if system else session_or_request.system_id
-    return f"*{escape(session_or_request.role_id)}* access to *{name}*"
+    name = escape(system.name if system else session_or_request.system_id)
+    return f"*{escape(session_or_request.role_id)}* {access_kind(system)} to *{name}*"
 
 
 def granted_message(policy: Policy, session: AccessSession) -> list[dict]:

@@ -298,13 +298,17 @@ def test_staging_tier_and_auto_approve_roles_grant_without_clicks(
             """,
         )
     )
-    staging = _ask(bot, "orders-staging write 1h PAY-4 try the migration", BOB)
+    answer = bot.send.command("orders-staging write 1h PAY-4 try the migration", BOB)
+    assert "approved by the policy (staging tier): granting now" in answer.text, answer.text
+    staging = eventually(lambda: _card_posted(bot), what="the card to be posted")
     session = bot.wait_session(staging, SessionState.active)
     assert session.expires_at is not None
     assert "Auto-approved" in _card(bot, staging, "staging tier")
     auto = _ask(bot, "metrics read 30m PAY-5 look at a graph", BOB)
     bot.wait_session(auto, SessionState.active)
-    write = _ask(bot, "metrics write 1h PAY-6 change a dashboard", BOB)
+    write_answer = bot.send.command("metrics write 1h PAY-6 change a dashboard", BOB)
+    assert "on its way to the approvers" in write_answer.text
+    write = eventually(lambda: _card_posted(bot), what="the card to be posted")
     assert bot.request(write).state == RequestState.pending  # only the read role is automatic
     assert ("auto_approved", audit.SYSTEM_ACTOR) in _events(bot, staging)
     assert webhook.actions().count("grant") == 2

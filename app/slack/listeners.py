@@ -104,13 +104,7 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
         except InvalidRequest as exc:
             ack(text=views.problem_text(exc.errors, exc.mentions))
             return
-        if breakglass:
-            ack(
-                text=f":rotating_light: Break-glass `{request.id}`: granting now. The approvers "
-                "are told and will review it."
-            )
-        else:
-            ack(text=f"Request `{request.id}` is on its way to the approvers.")
+        ack(text=views.accepted_text(request, policy_route(ctx.policy, request)))
         _submit(request)
 
     def _submit(request: AccessRequest) -> None:

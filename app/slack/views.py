@@ -89,6 +89,26 @@ def help_text(policy: Policy, systems: Sequence[System] | None = None) -> str:
     return "\n".join(lines)
 
 
+def accepted_text(request: AccessRequest, rule: tuple[Route, str] | None) -> str:
+    """The quick form's answer once the request is stored: what happens next, by the rule the
+    policy will apply (app.operations.request_access.policy_route), if any."""
+    rid = _code(request.id)
+    if rule is None:
+        return f"Request {rid} is on its way to the approvers."
+    route, why = rule
+    if route == Route.breakglass:
+        return (
+            f":rotating_light: Break-glass {rid}: granting now. The approvers are told and will "
+            "review it."
+        )
+    if route == Route.oncall:
+        return (
+            f"Request {rid}: granted at once if you are on call now ({escape(why)}), "
+            "otherwise it is on its way to the approvers."
+        )
+    return f"Request {rid} is approved by the policy ({escape(why)}): granting now."
+
+
 def problem_text(errors: dict[str, str], mentions: Sequence[str] = ()) -> str:
     """What is wrong with a request, one line per field (`mentions`: the people the messages
     name on purpose, see InvalidRequest), then the usage."""

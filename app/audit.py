@@ -24,9 +24,9 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, bindparam, event, select
+from sqlalchemy import Select, Table, bindparam, event, select
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from app import clock
@@ -73,6 +73,12 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def present(**detail: Any) -> dict[str, Any]:
+    """The detail entries that have a value (None, "", False and empty lists are left out), to
+    spread into `record(**…)` for what an event only sometimes carries."""
+    return {key: value for key, value in detail.items() if value not in (None, "", False, [])}
+
+
 def record(
     db: Session,
     event: str,
@@ -116,8 +122,8 @@ class _Head:
     stored: tuple[int, str]  # what the row says now
 
 
-_HEAD = AuditChainHead.__table__
-_INSERT_EVENT = AuditEvent.__table__.insert()
+_HEAD = cast(Table, AuditChainHead.__table__)
+_INSERT_EVENT = cast(Table, AuditEvent.__table__).insert()
 _EVENT_COLUMNS = [c.key for c in AuditEvent.__table__.columns if c.key != "id"]
 _READ_HEAD = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == HEAD_ID).with_for_update()
 _WRITE_HEAD = (
@@ -137,11 +143,11 @@ def _locked_head(db: Session) -> _Head:
     if isinstance(cached, _Head) and cached.transaction is transaction:
         return cached
     connection = db.connection()  # Core: what the caller added is flushed once, at commit
-    found = connection.execute(_READ_HEAD).first()
-    if found is None:  # a database migrated before the chain existed is backfilled by 0002
+    row = connection.execute(_READ_HEAD).first()
+    if row is None:  # a database migrated before the chain existed is backfilled by 0002
         connection.execute(_HEAD.insert().values(id=HEAD_ID, seq=0, hash=GENESIS))
-        found = (0, GENESIS)
-    head = _Head(transaction, found[0], found[1], (found[0], found[1]))
+    seq, last = (row[0], row[1]) if row is not None else (0, GENESIS)
+    head = _Head(transaction, seq, last, (seq, last))
     db.info["audit_head"] = head
     return head
 
@@ -185,7 +191,7 @@ class EventFilter:
     request_id: str | None = None
 
 
-def query(where: EventFilter | None = None) -> Select[tuple[AuditEvent]]:
+def query(where: EventFilter | None = None) -> Select[AuditEvent]:
     """Events in chain order, optionally filtered."""
     statement = select(AuditEvent).order_by(AuditEvent.seq)
     if where is None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any, TextIO
 
@@ -56,7 +56,9 @@ _ROW_ID = re.compile(r"^([RS])-[0-9A-Z]{8}$")
 APP_LOGGER = "prod_access"
 
 
-def drop_secrets(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def drop_secrets(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     for key, value in list(event.items()):
         if _SECRET_KEYS.search(key) and key != "event":
             event[key] = "[secret]"

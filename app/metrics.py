@@ -95,10 +95,10 @@ class _StateCounts(Collector):
             "prod_access_sessions", "Access sessions by state", labels=["state"]
         )
         counts = _counts(self.db)
-        for state in RequestState:
-            requests.add_metric([state.value], counts.requests.get(state, 0))
-        for state in SessionState:
-            sessions.add_metric([state.value], counts.sessions.get(state, 0))
+        for request_state in RequestState:
+            requests.add_metric([request_state.value], counts.requests.get(request_state, 0))
+        for session_state in SessionState:
+            sessions.add_metric([session_state.value], counts.sessions.get(session_state, 0))
         yield requests
         yield sessions
 

@@ -115,7 +115,8 @@ def build_review(db: Session, policy: Policy, since: datetime, until: datetime) 
             AuditEvent.session_id.in_(session_ids), AuditEvent.event.in_(REVOKE_PROBLEM_EVENTS)
         )
     ):
-        problems[session_id][event] += 1
+        if session_id is not None:
+            problems[session_id][event] += 1
 
     for session in sessions:
         entry = line(session.requester_id, session.system_id)

@@ -45,6 +45,7 @@ def make_wsgi_app(bot: Bot) -> WSGIApp:
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/healthz" and environ.get("REQUEST_METHOD") == "GET":
+            body: dict[str, object]
             try:
                 with reading(bot.ctx.db) as db:
                     db.execute(text("SELECT 1"))
@@ -80,7 +81,7 @@ def may_scrape(authorization: str | None, token: SecretStr | None) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected)
 
 
-class _AppLogs(glogging.Logger):  # type: ignore[misc]
+class _AppLogs(glogging.Logger):
     """gunicorn's own lines go through the app's logging: the same format (JSON lines in
     production) and the same masking."""
 
@@ -119,7 +120,7 @@ def _start_worker(bot: Bot) -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
 
 
-class GunicornServer(BaseApplication):  # type: ignore[misc]
+class GunicornServer(BaseApplication):
     """gunicorn, configured in code: one worker process (the timers live in it) with threads."""
 
     def __init__(self, wsgi: WSGIApp, bot: Bot, port: int, threads: int) -> None:

@@ -103,7 +103,7 @@ def due_sessions(kind: str, now: datetime, limit: int) -> Select[AccessSession]:
     )
 
 
-def next_due(kind: str) -> Select[tuple[datetime | None]]:
+def next_due(kind: str) -> Select[datetime | None]:
     """When the next session of one kind (see DUE) falls due: the first entry of its index."""
     states, column = DUE[kind]
     return select(func.min(column)).where(AccessSession.state.in_(states))
@@ -150,7 +150,7 @@ def expire_due_sessions(ctx: AppContext) -> SweepResult:
     if not claims:
         return result
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sweep") as pool:
-        running: set[Future[RevokeOutcome | None]] = set()
+        running: set[Future[Any]] = set()  # revokes give outcomes; grants and checks none
         outcomes: list[RevokeOutcome] = []
 
         def collect(block: bool) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -109,7 +110,7 @@ def approve_request(ctx: AppContext, request_id: str, approver_id: str) -> Decis
         db.refresh(request, ["approvals"])
         counted = _counted(request, stale)
         count, required = len(counted), request.approvals_required
-        not_counted = {"not_counted": sorted(stale)} if stale else {}
+        not_counted = audit.present(not_counted=sorted(stale))
         if count < required:
             audit.record(
                 db,
@@ -153,7 +154,7 @@ def _approve(
     route: Route,
     note: str | None = None,
     counted: list[str] | None = None,
-    **extra: object,
+    **extra: Any,
 ) -> Decision:
     """pending → approved, inside the caller's transaction; creates or extends the session
     with what the card showed (the identity, the grant), or refuses if the policy has changed
@@ -188,6 +189,7 @@ def _approve(
         next_attempt_at=now + INTENT_LEASE,
     )
     db.add(session)
+    detail: dict[str, Any]
     if route == Route.approvers:
         event, detail = "approved", {"approvers": counted or request.approved_by, **extra}
     elif route == Route.breakglass:
@@ -195,7 +197,8 @@ def _approve(
         request.review_state = ReviewState.due
         request.review_due_at = now + system.breakglass.review_within
         request.next_escalation_at = request.review_due_at
-        event, detail = "breakglass_granted", {"review_due_at": request.review_due_at.isoformat()}
+        event = "breakglass_granted"
+        detail = {"review_due_at": request.review_due_at.isoformat()}
     else:
         event, detail = "auto_approved", {"rule": note}
     audit.record(db, event, actor, request=request, session=session, route=route.value, **detail)
@@ -228,10 +231,8 @@ def _extend(db: Session, ctx: AppContext, request: AccessRequest, actor: str) ->
         old_expires_at=old_end.isoformat(),
         expires_at=session.expires_at.isoformat(),
         route=request.route.value,
-        **(
-            {"capped_at_max_total": format_duration(ctx.policy.max_total(system, role))}
-            if capped
-            else {}
+        **audit.present(
+            capped_at_max_total=capped and format_duration(ctx.policy.max_total(system, role))
         ),
     )
     return session
@@ -264,9 +265,7 @@ def deny_request(
             clock.now(),
         )
         request.decision_note = reason
-        audit.record(
-            db, "denied", approver_id, request=request, **({"reason": reason} if reason else {})
-        )
+        audit.record(db, "denied", approver_id, request=request, **audit.present(reason=reason))
     ctx.notify.request_decided(request)
     return request
 

@@ -88,8 +88,7 @@ def start_ending(
     session.end_reason, session.ended_by = reason, actor
     session.next_attempt_at = clock.now() + INTENT_LEASE
     session.attempts = 0
-    why = {"note": note} if note else {}
-    audit.record(db, _AUDIT_EVENT[reason], actor, session=session, **why)
+    audit.record(db, _AUDIT_EVENT[reason], actor, session=session, **audit.present(note=note))
 
 
 def claim_revoke(session: AccessSession) -> None:

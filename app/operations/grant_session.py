@@ -122,7 +122,7 @@ def _record_granted(
     """granting → active: the window starts now. `after_error`: the grant call failed, yet
     `check` found the access in place (the answer was lost, not the grant)."""
     now = clock.now()
-    confirmed = {"confirmed_by_check_after": after_error} if after_error else {}
+    confirmed = audit.present(confirmed_by_check_after=after_error)
     session.state = SessionState.active
     session.granted_at = now
     session.expires_at = now + timedelta(seconds=session.request.duration_seconds)

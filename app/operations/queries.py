@@ -18,7 +18,7 @@ OPEN_SESSION_STATES = (
 )
 
 
-def _same_access(identity: ColumnElement[bool]) -> Select[tuple[str]]:
+def _same_access(identity: ColumnElement[bool]) -> Select[str]:
     return select(AccessSession.id).where(
         AccessSession.id != bindparam("session_id"),
         AccessSession.system_id == bindparam("system_id"),

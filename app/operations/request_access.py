@@ -178,7 +178,7 @@ def create_request(ctx: AppContext, requester_id: str, form: RequestForm) -> Acc
             request=request,
             duration=format_duration(valid.duration),
             reason=valid.reason,
-            **({"breakglass": True} if valid.breakglass else {}),
+            **audit.present(breakglass=valid.breakglass),
         )
     return request
 

@@ -100,7 +100,9 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
             return
         try:
             # stored before we say so
-            request = create_request(ctx, user, RequestForm(*parts, breakglass=breakglass))
+            system, role, duration, ticket, reason = parts
+            form = RequestForm(system, role, duration, ticket, reason, breakglass=breakglass)
+            request = create_request(ctx, user, form)
         except InvalidRequest as exc:
             ack(text=views.problem_text(exc.errors, exc.mentions))
             return
@@ -293,7 +295,7 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
         )
 
     def _open_modal(
-        model: type[AccessRequest] | type[AccessSession],
+        model: Any,  # AccessRequest or AccessSession
         row_id: str,
         check: Callable[[Any, str], None],
         build: Callable[[Any], dict],

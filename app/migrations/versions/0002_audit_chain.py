@@ -8,6 +8,7 @@ Events written before this migration are chained now, in the order they were wri
 """
 
 from collections.abc import Sequence
+from typing import cast
 
 import sqlalchemy as sa
 from alembic import op
@@ -49,7 +50,7 @@ def upgrade() -> None:
     )
 
     connection = op.get_bind()
-    table = AuditEvent.__table__
+    table = cast(sa.Table, AuditEvent.__table__)
     previous, seq = GENESIS, 0
     for row in connection.execute(sa.select(table).order_by(table.c.id)).mappings():
         seq += 1

@@ -3,8 +3,8 @@ Socket Mode, with no Slack and no internet.
 
 Slack's side is two local servers: FakeSlack answers `apps.connections.open` (app-level token
 only) with the URL of a WebSocket server run here on 127.0.0.1, which plays Slack's Socket
-Mode end: it says `hello`, sends envelopes shaped like Slack's (see
-../shared/slack/payloads/bolt_socket_mode_envelope_*.json) and reads the bot's acks, which
+Mode end: it says `hello`, sends envelopes shaped like Slack's (as in bolt-python's Socket
+Mode tests) and reads the bot's acks, which
 must carry the same `envelope_id`. No signing secret is set: Socket Mode must not need one.
 """
 

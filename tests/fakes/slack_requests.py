@@ -1,6 +1,7 @@
-"""Slack as a sender: builds payloads shaped like Slack's (see ../shared/slack/payloads/) and
-POSTs them to the bot's real HTTP endpoint, signed with v0 HMAC-SHA256 like Slack does. What it
-sent last can be sent again byte for byte (a replay) or as Slack retries an event (signed anew)."""
+"""Slack as a sender: builds payloads shaped like Slack's (as in Slack's API docs and
+bolt-python's tests) and POSTs them to the bot's real HTTP endpoint, signed with v0 HMAC-SHA256
+like Slack does. What it sent last can be sent again byte for byte (a replay) or as Slack
+retries an event (signed anew)."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from jsonschema import Draft7Validator
 from slack_sdk import WebClient
 
 from app.slack.listeners import BREAKGLASS_FLAG, QUICK_FIELDS
+from app.slack.text import unescape
 from app.slack.views import USAGE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -155,7 +156,8 @@ def test_usage_hint_lists_every_form_of_the_command(manifest: dict[str, Any]) ->
     (`/prod-access help`) lists: help, list, done, cancel, the quick form and --breakglass."""
     [command] = manifest["features"]["slash_commands"]
     hint = command["usage_hint"]
-    forms = set(re.findall(r"^• `/prod-access ([^`\s]+)", USAGE, re.M))
+    # USAGE is mrkdwn (its placeholders escaped); the hint is plain text
+    forms = set(re.findall(r"^• `/prod-access ([^`\s]+)", unescape(USAGE), re.M))
 
     assert forms == {"<system>", BREAKGLASS_FLAG, "list", "done", "cancel", "help"}
     assert [form for form in sorted(forms) if form not in hint] == []

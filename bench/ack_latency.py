@@ -106,6 +106,7 @@ class Figures:
 
 def print_round(spec: LoadSpec, results: dict[str, Result]) -> None:
     header = ["target", "answered", "clients", "p50 ms", "p90 ms", "p99 ms", "max ms", "req/s"]
+    header.append("errors")
     rows = [
         [
             name,
@@ -117,7 +118,7 @@ def print_round(spec: LoadSpec, results: dict[str, Result]) -> None:
         ]
         for name, r in results.items()
     ]
-    print_table([*header, "errors"], rows)
+    print_table(header, rows)
 
 
 def record_round(figures: Figures, spec: LoadSpec, results: dict[str, Result]) -> None:
@@ -142,6 +143,13 @@ def record_round(figures: Figures, spec: LoadSpec, results: dict[str, Result]) -
         )
 
 
+def cell_format(is_ratio: bool, column: str) -> tuple[str, str]:
+    """(format, unit) of a summary cell: ratios to 2 places, req/s whole, milliseconds to 1."""
+    if is_ratio:
+        return "{:.2f}", "x"
+    return ("{:.0f}" if column == "req/s" else "{:.1f}"), ""
+
+
 def print_summary(figures: Figures, specs: list[LoadSpec], rounds: int) -> None:
     print(
         f"\nsummary: spread (min-max) over {rounds} round(s); each ratio is bot / floor in the "
@@ -153,10 +161,9 @@ def print_summary(figures: Figures, specs: list[LoadSpec], rounds: int) -> None:
         for n, row in enumerate((*TARGETS, *(ratio for ratio, _ in RATIOS))):
             is_ratio = row not in TARGETS
             cells = [
-                spread(figures.get(spec.label, row, column), "{:.2f}" if is_ratio else
-                       ("{:.0f}" if column == "req/s" else "{:.1f}"), "x" if is_ratio else "")
+                spread(figures.get(spec.label, row, column), *cell_format(is_ratio, column))
                 for column in COLUMNS
-            ]  # fmt: skip
+            ]
             drained = spread(figures.get(spec.label, BOT, "drained")) if row == BOT else ""
             rows.append([spec.label if n == 0 else "", row, *cells, drained])
     print_table(header, rows, left=2)

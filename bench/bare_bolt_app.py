@@ -1,4 +1,4 @@
-"""The baseline for bench/ack_latency.py: a bare Bolt `App` that only acks `/prod-access`.
+"""The sync floor for bench/ack_latency.py: a bare Bolt `App` that only acks `/prod-access`.
 
 Same stack as the bot (sync Bolt `App`, `slack_bolt.adapter.wsgi.SlackRequestHandler`, request
 signatures checked, `process_before_response=False`, a GET /healthz answered in front of Bolt),

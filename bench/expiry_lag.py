@@ -9,10 +9,17 @@ every second) in this process; and records at a local webhook receiver, in a pro
 duplicates). Prints p50/p99/max lag from `expires_at` to arrival (target: p99 <= 2 s), the CPU
 time the bot's process spent per revoke and how many database transactions it ran per revoke.
 
+Like every bench script (bench/report.py) it prints the machine first, runs `--rounds` rounds
+(default 3; about 15 s each with the defaults), prints each round and then the spread (min-max)
+of every figure. Each round has a database of its own (a new SQLite file, or a new database on
+the throwaway server) and a receiver of its own; on `--database-url` the rounds share the
+database, so the round number is part of every seeded id.
+
     python bench/expiry_lag.py                          # SQLite, 10,000 / 1,000
     python bench/expiry_lag.py --database postgres      # a throwaway PostgreSQL server
     python bench/expiry_lag.py --database-url postgresql://postgres@127.0.0.1:5432/bench
     python bench/expiry_lag.py --sweep-workers 16       # SWEEP_WORKERS (default 128 on SQLite)
+    python bench/expiry_lag.py --rounds 1 --sessions 100 --expiring 10 --lead 1   # smoke run
 
 `--database postgres` starts its own server with the tests' helper (tests/fakes/postgres.py,
 Debian's `postgresql` package). Two processes sweeping one PostgreSQL: bench/replicas.py.
@@ -30,7 +37,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -47,6 +54,7 @@ from app.db import engine_of, make_engine, upgrade  # noqa: E402
 from app.jobs.scheduler import start_scheduler  # noqa: E402
 from app.models import AccessRequest, AccessSession, RequestState, SessionState  # noqa: E402
 from app.runtime import build_context  # noqa: E402
+from bench.report import Figures, print_load_at_end, print_machine  # noqa: E402
 from tests.fakes.policy import write_policy  # noqa: E402
 from tests.fakes.postgres import PostgresServer  # noqa: E402
 
@@ -94,6 +102,10 @@ class Receiver:
         with self.lock:
             return [a for a in self.arrivals if a[2] == "revoke"]
 
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
 
 def _serve_receiver(delay: float, pipe: Connection) -> None:
     """The receiver's own process: sends its URL, then answers "revokes" with what arrived."""
@@ -123,13 +135,15 @@ class ReceiverProcess:
         self._process.join(timeout=5)
 
 
-def seed(url: str, total: int, expiring: int, expires_at: datetime) -> None:
+def seed(url: str, total: int, expiring: int, expires_at: datetime, round_no: int = 1) -> None:
+    """Insert `total` active sessions (and their approved requests), the first `expiring` of
+    them expiring at `expires_at`; ids carry the round number, so rounds never collide."""
     upgrade(url)
     engine = make_engine(url)
     now = datetime.now(UTC)
     requests, sessions = [], []
     for i in range(total):
-        request_id, session_id = f"R-B{i:07d}", f"S-B{i:07d}"
+        request_id, session_id = f"R-B{round_no}-{i:07d}", f"S-B{round_no}-{i:07d}"
         requests.append(
             dict(id=request_id, requester_id=f"U0B{i}", system_id="orders-api", role_id="read",
                  duration_seconds=1800, ticket=f"PAY-{i}", reason="bench",
@@ -156,16 +170,20 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 @contextmanager
-def database(choice: str, url: str | None, tmp: str) -> Iterator[str]:
-    """The database URL to bench against: `url` if given, else a temp SQLite file, else a
-    throwaway PostgreSQL server (stopped afterwards)."""
-    if url or choice == "sqlite":
-        yield url or f"sqlite:///{tmp}/expiry.db"
+def databases(choice: str, url: str | None, tmp: str) -> Iterator[Callable[[int], str]]:
+    """A function giving round n its database URL: `url` if given (shared by every round), else
+    a new SQLite file, else a new database on a throwaway PostgreSQL server (stopped
+    afterwards)."""
+    if url:
+        yield lambda _n: url
+        return
+    if choice == "sqlite":
+        yield lambda n: f"sqlite:///{tmp}/expiry-{n}.db"
         return
     server = PostgresServer()
     try:
         server.start(Path(tmp))
-        yield server.create_database("bench")
+        yield lambda n: server.create_database(f"bench{n}")
     finally:
         server.stop()
 
@@ -187,37 +205,21 @@ def describe(url: str) -> str:
     return "SQLite" if url.startswith("sqlite") else "PostgreSQL"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sessions", type=int, default=10_000)
-    parser.add_argument("--expiring", type=int, default=1_000)
-    parser.add_argument("--lead", type=float, default=5.0, help="seconds until they expire")
-    parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--database-url", default=None, help="an existing database instead")
-    parser.add_argument("--sweep-workers", type=int, default=None, help="SWEEP_WORKERS")
-    parser.add_argument("--time-limit", type=float, default=120.0)
-    parser.add_argument(
-        "--provider-delay", type=float, default=0.05, help="seconds the receiver takes to answer"
-    )
-    args = parser.parse_args()
-    logging.getLogger("apscheduler").setLevel(logging.ERROR)  # "skipped: already running"
-
+def run_round(args: argparse.Namespace, url: str, tmp: Path, round_no: int) -> dict[str, float]:
+    """One burst on a fresh database: seed, run the timers until every revoke arrived (or the
+    time limit), and return the round's figures."""
     receiver = ReceiverProcess(args.provider_delay)
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        database(args.database, args.database_url, tmp) as url,
-    ):
-        os.environ["TEST_WEBHOOK_SECRET"] = SECRET
-        policy = write_policy(Path(tmp) / "policy.yml", receiver.url)
+    try:
+        policy = write_policy(tmp / f"policy-{round_no}.yml", receiver.url)
         settings = Settings(database_url=url, policy_file=str(policy))
         settings.sweep_workers = args.sweep_workers or settings.sweep_workers
         expires_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=args.lead)
         started = time.perf_counter()
-        seed(url, args.sessions, args.expiring, expires_at)
-        print(f"provider answers after {args.provider_delay * 1000:.0f} ms; "
-              f"sweep every {settings.expiry_interval_seconds:g} s with "
-              f"{settings.sweep_workers} workers")  # fmt: skip
-        print(f"seeded {args.sessions} active sessions in {time.perf_counter() - started:.1f} s; "
+        seed(url, args.sessions, args.expiring, expires_at, round_no)
+        print(f"\nround {round_no} of {args.rounds}: provider answers after "
+              f"{args.provider_delay * 1000:.0f} ms; sweep every "
+              f"{settings.expiry_interval_seconds:g} s with {settings.sweep_workers} workers; "
+              f"seeded {args.sessions} active sessions in {time.perf_counter() - started:.1f} s; "
               f"{args.expiring} expire at {expires_at:%H:%M:%S} UTC ({describe(url)})")  # fmt: skip
         ctx = build_context(settings)
         transactions = TransactionCounter(engine_of(ctx.db))
@@ -230,21 +232,66 @@ def main() -> int:
             time.sleep(1.5)  # anything arriving twice arrives now
         finally:
             scheduler.shutdown(wait=True)
+            engine_of(ctx.db).dispose()  # the next round's database is another one
         cpu = time.process_time() - cpu
-    revokes = receiver.revokes()
-    receiver.stop()
+        revokes = receiver.revokes()
+    finally:
+        receiver.stop()
     keys = [key for _, key, _ in revokes]
     lags = [arrived - expires_at.timestamp() for arrived, _, _ in revokes]
+    figures = {"received": float(len(revokes)), "missed": float(args.expiring - len(set(keys)))}
+    figures["duplicates"] = float(len(keys) - len(set(keys)))
     print(f"revokes received: {len(revokes)} of {args.expiring}, distinct Idempotency-Keys: "
           f"{len(set(keys))}, duplicates: {len(keys) - len(set(keys))}")  # fmt: skip
     if lags:
-        p50, p99 = percentile(lags, 50), percentile(lags, 99)
-        print(f"lag from expires_at to revoke at the provider: p50 {p50:.2f} s, "
-              f"p99 {p99:.2f} s, max {max(lags):.2f} s  (target p99 <= 2 s)")  # fmt: skip
-        cpu_ms, per_tx = 1000 * cpu / len(revokes), transactions.count / len(revokes)
-        print(f"per revoke: {cpu_ms:.1f} ms CPU in the bot's process, "
-              f"{per_tx:.2f} database transactions")  # fmt: skip
-    return 0 if len(set(keys)) == args.expiring else 1
+        figures["lag p50 s"], figures["lag p99 s"] = percentile(lags, 50), percentile(lags, 99)
+        figures["lag max s"] = max(lags)
+        figures["CPU ms per revoke"] = 1000 * cpu / len(revokes)
+        figures["transactions per revoke"] = transactions.count / len(revokes)
+        print(f"lag from expires_at to revoke at the provider: p50 {figures['lag p50 s']:.2f} s, "
+              f"p99 {figures['lag p99 s']:.2f} s, max {figures['lag max s']:.2f} s  "
+              f"(target p99 <= 2 s); per revoke: {figures['CPU ms per revoke']:.1f} ms CPU in "
+              f"the bot's process, {figures['transactions per revoke']:.2f} database "
+              "transactions", flush=True)  # fmt: skip
+    return figures
+
+
+FORMATS = {"transactions per revoke": "{:.2f}", "received": "{:.0f}", "missed": "{:.0f}",
+           "duplicates": "{:.0f}", "CPU ms per revoke": "{:.1f}"}  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sessions", type=int, default=10_000)
+    parser.add_argument("--expiring", type=int, default=1_000)
+    parser.add_argument("--lead", type=float, default=5.0, help="seconds until they expire")
+    parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--database-url", default=None, help="an existing database instead")
+    parser.add_argument("--sweep-workers", type=int, default=None, help="SWEEP_WORKERS")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; the spread is over them")
+    parser.add_argument("--time-limit", type=float, default=120.0, help="seconds per round")
+    parser.add_argument(
+        "--provider-delay", type=float, default=0.05, help="seconds the receiver takes to answer"
+    )
+    args = parser.parse_args()
+    if args.rounds < 1 or args.expiring < 1 or args.sessions < args.expiring:
+        parser.error("--rounds and --expiring must be >= 1, --sessions >= --expiring")
+    print_machine()
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)  # "skipped: already running"
+    os.environ["TEST_WEBHOOK_SECRET"] = SECRET
+    figures = Figures()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        databases(args.database, args.database_url, tmp) as database_for,
+    ):
+        for round_no in range(1, args.rounds + 1):
+            url = database_for(round_no)
+            for name, value in run_round(args, url, Path(tmp), round_no).items():
+                figures.add(name, value, FORMATS.get(name, "{:.2f}"))
+    figures.print_table(f"spread (min-max) over {args.rounds} round(s); target lag p99 <= 2 s")
+    print_load_at_end()
+    complete = all(v == 0 for v in figures.values("missed"))
+    return 0 if complete and len(figures.values("missed")) == args.rounds else 1
 
 
 if __name__ == "__main__":

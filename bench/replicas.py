@@ -10,11 +10,18 @@ Idempotency-Key and arrival time. Prints delivered (distinct revoke keys), dupli
 0), missed (must be 0), the sessions' states and audit events as the database has them, how
 many revokes each replica made and its CPU per revoke, and p50/p99/max lag from `expires_at`
 to the revoke's arrival (target p99 <= 2 s). Exit status 0 only with no duplicate, nothing
-missed and every session ended.
+missed and every session ended, in every round.
+
+Like every bench script (bench/report.py) it prints the machine first, runs `--rounds` rounds
+(default 3; a round takes about 20 s with the defaults: the replicas start, the burst is seeded
+and swept) and prints each round and then the spread (min-max) of every figure. Each round has
+a database of its own on the one PostgreSQL server, replicas of their own and a receiver of its
+own.
 
     python bench/replicas.py                       # 2 replicas, 10,000 / 1,000
     python bench/replicas.py --replicas 1          # the same with one process
     python bench/replicas.py --sweep-workers 64    # SWEEP_WORKERS (default 16 on PostgreSQL)
+    python bench/replicas.py --rounds 1 --sessions 100 --expiring 10   # smoke run
 
 Only localhost traffic; stops by itself (--time-limit).
 """
@@ -40,7 +47,8 @@ from sqlalchemy import func, select  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.db import make_engine, make_sessionmaker, transaction, upgrade  # noqa: E402
 from app.models import AccessSession, AuditEvent  # noqa: E402
-from bench.expiry_lag import SECRET, Receiver, database, percentile, seed  # noqa: E402
+from bench.expiry_lag import SECRET, Receiver, databases, percentile, seed  # noqa: E402
+from bench.report import Figures, print_load_at_end, print_machine  # noqa: E402
 from tests.fakes.policy import write_policy  # noqa: E402
 
 REVOKES_MADE = "prod_access_revoke_seconds_count"
@@ -67,28 +75,11 @@ def replica(url: str, policy: str, sweep_workers: int | None) -> int:
     return 0
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--replicas", type=int, default=2)
-    parser.add_argument("--sessions", type=int, default=10_000)
-    parser.add_argument("--expiring", type=int, default=1_000)
-    parser.add_argument("--lead", type=float, default=3.0, help="seconds until they expire")
-    parser.add_argument("--sweep-workers", type=int, default=None, help="SWEEP_WORKERS")
-    parser.add_argument("--time-limit", type=float, default=120.0)
-    parser.add_argument(
-        "--provider-delay", type=float, default=0.05, help="seconds the receiver takes to answer"
-    )
-    parser.add_argument("--replica", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--database-url", help=argparse.SUPPRESS)
-    parser.add_argument("--policy", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.replica:
-        return replica(args.database_url, args.policy, args.sweep_workers)
-
+def run_round(args: argparse.Namespace, url: str, tmp: Path, round_no: int) -> dict[str, float]:
+    """One burst swept by fresh replicas on a fresh database; the round's figures."""
     receiver = Receiver(args.provider_delay)
-    os.environ["TEST_WEBHOOK_SECRET"] = SECRET
-    with tempfile.TemporaryDirectory() as tmp, database("postgres", None, tmp) as url:
-        policy = write_policy(Path(tmp) / "policy.yml", receiver.url)
+    try:
+        policy = write_policy(tmp / f"policy-{round_no}.yml", receiver.url)
         upgrade(url)
         command = [sys.executable, __file__, "--replica", "--database-url", url]
         command += ["--policy", str(policy)]
@@ -102,13 +93,13 @@ def main() -> int:
             for process in replicas:
                 _wait_until_ready(process)
             workers = args.sweep_workers or Settings(database_url="postgresql://").sweep_workers
-            print(f"{args.replicas} replica(s) on one PostgreSQL, each sweeping every second "
-                  f"with {workers} workers; provider answers after "
-                  f"{args.provider_delay * 1000:.0f} ms")  # fmt: skip
             expires_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=args.lead)
-            seed(url, args.sessions, args.expiring, expires_at)
-            print(f"seeded {args.sessions} active sessions; {args.expiring} expire at "
-                  f"{expires_at:%H:%M:%S} UTC")  # fmt: skip
+            seed(url, args.sessions, args.expiring, expires_at, round_no)
+            print(f"\nround {round_no} of {args.rounds}: {args.replicas} replica(s) on one "
+                  f"PostgreSQL, each sweeping every second with {workers} workers; provider "
+                  f"answers after {args.provider_delay * 1000:.0f} ms; seeded {args.sessions} "
+                  f"active sessions; {args.expiring} expire at {expires_at:%H:%M:%S} UTC",
+                  flush=True)  # fmt: skip
             deadline = time.monotonic() + args.time_limit
             while len(receiver.revokes()) < args.expiring and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -116,12 +107,17 @@ def main() -> int:
         finally:
             outputs = [process.communicate(timeout=60)[0] for process in replicas]
         states, events = _database_view(url)
+        revokes = receiver.revokes()
+    finally:
+        receiver.stop()
 
-    revokes = receiver.revokes()
     keys = Counter(key for _, key, _ in revokes)
     delivered = len(keys)
     duplicates = sum(keys.values()) - delivered
     missed = args.expiring - delivered
+    figures = {"delivered": float(delivered), "duplicates": float(duplicates)}
+    figures["missed"] = float(missed)
+    figures["not ended"] = float(args.expiring - states.get("ended", 0))
     print(f"delivered: {delivered} of {args.expiring} revokes (distinct Idempotency-Keys), "
           f"duplicates: {duplicates}, missed: {missed}")  # fmt: skip
     print(f"sessions by state: {dict(states)}; audit: {dict(events)}")
@@ -129,14 +125,59 @@ def main() -> int:
         made, cpu = (float(x) for x in output.split()[-2:])
         per_revoke = f", {cpu / made * 1000:.1f} ms CPU per revoke" if made else ""
         print(f"replica {n}: {made:.0f} revokes, {cpu:.1f} s CPU{per_revoke}")
+        figures[f"replica {n} revokes"] = made
+        if made:
+            figures[f"replica {n} CPU ms per revoke"] = cpu / made * 1000
     first = {key: arrived for arrived, key, _ in sorted(revokes, reverse=True)}
     lags = [arrived - expires_at.timestamp() for arrived in first.values()]
     if lags:
-        p50, p99 = percentile(lags, 50), percentile(lags, 99)
-        print(f"lag from expires_at to revoke at the provider: p50 {p50:.2f} s, "
-              f"p99 {p99:.2f} s, max {max(lags):.2f} s  (target p99 <= 2 s)")  # fmt: skip
-    ended = states.get("ended", 0) == args.expiring
-    return 0 if duplicates == 0 and missed == 0 and ended else 1
+        figures["lag p50 s"], figures["lag p99 s"] = percentile(lags, 50), percentile(lags, 99)
+        figures["lag max s"] = max(lags)
+        print(f"lag from expires_at to revoke at the provider: p50 {figures['lag p50 s']:.2f} s, "
+              f"p99 {figures['lag p99 s']:.2f} s, max {figures['lag max s']:.2f} s  "
+              "(target p99 <= 2 s)", flush=True)  # fmt: skip
+    return figures
+
+
+FORMATS = {"s": "{:.2f}", "revoke": "{:.1f}"}  # by the figure's last word: lags, CPU per revoke
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--sessions", type=int, default=10_000)
+    parser.add_argument("--expiring", type=int, default=1_000)
+    parser.add_argument("--lead", type=float, default=3.0, help="seconds until they expire")
+    parser.add_argument("--sweep-workers", type=int, default=None, help="SWEEP_WORKERS")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; the spread is over them")
+    parser.add_argument("--time-limit", type=float, default=120.0, help="seconds per round")
+    parser.add_argument(
+        "--provider-delay", type=float, default=0.05, help="seconds the receiver takes to answer"
+    )
+    parser.add_argument("--replica", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--database-url", help=argparse.SUPPRESS)
+    parser.add_argument("--policy", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.replica:
+        return replica(args.database_url, args.policy, args.sweep_workers)
+    if min(args.rounds, args.replicas, args.expiring) < 1 or args.sessions < args.expiring:
+        parser.error("--rounds, --replicas, --expiring must be >= 1, --sessions >= --expiring")
+
+    print_machine()
+    os.environ["TEST_WEBHOOK_SECRET"] = SECRET
+    figures = Figures()
+    with tempfile.TemporaryDirectory() as tmp, databases("postgres", None, tmp) as database_for:
+        for round_no in range(1, args.rounds + 1):
+            url = database_for(round_no)
+            for name, value in run_round(args, url, Path(tmp), round_no).items():
+                figures.add(name, value, FORMATS.get(name.split()[-1], "{:.0f}"))
+    figures.print_table(
+        f"spread (min-max) over {args.rounds} round(s); must be 0: duplicates, missed, not ended"
+    )
+    print_load_at_end()
+    failed = ("duplicates", "missed", "not ended")
+    clean = all(v == 0 for name in failed for v in figures.values(name))
+    return 0 if clean and len(figures.values("missed")) == args.rounds else 1
 
 
 def _wait_until_ready(process: subprocess.Popen[str]) -> None:

@@ -296,7 +296,9 @@ def test_a_webhook_target_that_is_down_names_the_system(
     report = check(tmp_path, env)
     assert report.code == 1
     assert report.status("provider payments (webhook)") == "PROBLEM"
-    assert report.detail("provider payments (webhook)").startswith("webhook unreachable: ")
+    assert report.detail("provider payments (webhook)").startswith(
+        f"webhook unreachable at {down}: "
+    )
     assert report.status("provider orders-api (webhook)") == "OK"
 
 

@@ -2,8 +2,9 @@
 review | reconcile | sessions | revoke.
 
 Start-up problems (a missing setting, a bad policy file) print one line that names the variable
-or the file:line:key and exit with status 2; nothing starts half-configured. `check` is the
-exception: it reports such problems in its table (exit 1) and goes on checking the rest.
+or the file:line:key and exit with status 2; nothing starts half-configured. `serve` prints
+every such problem at once (app/serve.py); `check` reports them in its table (exit 1) and goes
+on checking the rest. The options and their help are in app/cli_parser.py.
 """
 
 from __future__ import annotations
@@ -12,69 +13,30 @@ import argparse
 import csv
 import getpass
 import json
-import signal
 import sys
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from app import audit
+from app.cli_parser import build_parser
 from app.config import Settings, SettingsError, load_settings
 from app.logging import setup_logging
-from app.models import SessionState
 from app.policy import PolicyError
-
-if TYPE_CHECKING:
-    from app.runtime import Bot
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="prod-access", description="Temporary, task-bound production access through Slack."
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser(
-        "serve", help="run the bot (HTTP, or Socket Mode with an app token)"
-    )
-    mode = serve.add_mutually_exclusive_group()
-    mode.add_argument("--http", action="store_true", help="serve POST /slack/events on $PORT")
-    mode.add_argument("--socket", action="store_true", help="connect with Socket Mode")
-    db = commands.add_parser("db", help="database tasks")
-    db.add_argument("action", choices=["upgrade"], help="apply Alembic migrations")
-    commands.add_parser(
-        "reconcile", help="compare every provider with the sessions once; exit 1 on findings"
-    )
-    check = commands.add_parser(
-        "check", help="check settings, policy, Slack, channels and providers; exit 1 on problems"
-    )
-    check.add_argument("--json", action="store_true", help="JSON lines instead of a table")
-    _add_audit_commands(commands)
-    sessions = commands.add_parser("sessions", help="list sessions (newest first)")
-    sessions.add_argument("--state", choices=[s.value for s in SessionState])
-    sessions.add_argument("--user", help="Slack user id of the person who had the access")
-    sessions.add_argument("--system", help="system id")
-    sessions.add_argument("--limit", type=int, default=100)
-    sessions.add_argument("--json", action="store_true", help="JSON lines instead of a table")
-    revoke = commands.add_parser("revoke", help="end a session now (emergency, audited)")
-    revoke.add_argument("session_id")
-    revoke.add_argument("--note", help="why, for the audit trail")
-    revoke.add_argument(
-        "--policy",
-        metavar="FILE",
-        help="the policy file to revoke with (default: POLICY_FILE); for a session whose "
-        "system the current policy no longer has, the file that still has it",
-    )
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.command == "check":
         return _check(as_json=args.json)
+    if args.command == "serve":
+        from app.serve import serve
+
+        return serve(socket=True if args.socket else False if args.http else None)
 
     try:
         settings = load_settings()
         setup_logging(settings.log_format, settings.log_level)
-        if args.command == "serve":
-            return _serve(settings, socket=_socket_mode(settings, args))
         if args.command == "db":
             from app.db import upgrade
 
@@ -97,90 +59,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"prod-access: {exc}", file=sys.stderr)
         return 2
     return 1
-
-
-def _socket_mode(settings: Settings, args: argparse.Namespace) -> bool:
-    if args.http:
-        return False
-    if args.socket:
-        return True
-    return settings.slack_app_token is not None
-
-
-def _serve(settings: Settings, *, socket: bool) -> int:
-    from app.runtime import build_bot
-
-    bot = build_bot(settings, socket=socket)
-    if socket:
-        assert settings.slack_app_token is not None  # build_bot checked it
-        return _serve_socket(bot, settings.slack_app_token.get_secret_value())
-    from app.web import GunicornServer, make_wsgi_app
-
-    GunicornServer(
-        make_wsgi_app(bot),
-        bot,
-        port=settings.port,
-        threads=settings.web_threads,
-    ).run()
-    return 0
-
-
-def _serve_socket(bot: Bot, app_token: str) -> int:
-    """Socket Mode until SIGTERM/SIGINT, then stop in order: no new events, finish the work
-    already acknowledged, stop the timers."""
-    from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        # The timers pause at once (no new revoke starts); the rest stops in order below.
-        signal.signal(signum, lambda *_: (bot.stop_taking_work(), stop.set()))
-    handler = SocketModeHandler(bot.bolt, app_token)
-    bot.start_timers()
-    try:
-        handler.connect()
-        stop.wait()
-    finally:
-        handler.close()
-        bot.stop()
-    return 0
-
-
-def _add_audit_commands(commands: argparse._SubParsersAction) -> None:
-    audit_cmd = commands.add_parser("audit", help="print, verify or export the audit trail")
-    audit_cmd.add_argument("--json", action="store_true", help="JSON lines instead of a table")
-    audit_cmd.add_argument("--request", help="only the events of this request id")
-    actions = audit_cmd.add_subparsers(dest="audit_action")
-    actions.add_parser("verify", help="check the hash chain; exit 1 when broken")
-    export = actions.add_parser("export", help="one row per event, streamed")
-    export.add_argument("--since", type=_when, help="2026-10-01, an ISO time, or 30d (ago)")
-    export.add_argument("--until", type=_when, help="same forms as --since (exclusive)")
-    export.add_argument("--system", help="only this system id")
-    export.add_argument("--user", help="only events by, or about requests of, this Slack user id")
-    export.add_argument("--format", choices=["csv", "jsonl"], default="jsonl")
-    export.add_argument("-o", "--output", help="write to this file instead of stdout")
-    review = commands.add_parser("review", help="the access review report for a period")
-    review.add_argument("--since", type=_when, default="30d", help="start (default: 30d ago)")
-    review.add_argument("--until", type=_when, help="end, exclusive (default: now)")
-    review.add_argument("--format", choices=["md", "csv", "html"], default="md")
-    review.add_argument("-o", "--output", help="write to this file instead of stdout")
-
-
-def _when(text: str) -> datetime:
-    """A point in time: a date (midnight UTC), an ISO 8601 time, or a duration ago (30d)."""
-    from app import clock
-    from app.policy_values import parse_duration
-
-    try:
-        return clock.now() - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a date (2026-10-01), an ISO time or a duration such as 30d"
-        ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 @contextmanager

@@ -171,13 +171,23 @@ class Settings(BaseSettings):
                 register_secret(value.get_secret_value())
         register_dsn(self.database_url)
 
-    def require_slack(self, *, socket: bool) -> None:
-        """Raise SettingsError naming the first Slack credential the chosen mode lacks (unset
-        and blank alike)."""
+    def missing_slack(self, *, socket: bool) -> list[str]:
+        """The Slack credentials the chosen mode needs and lacks (unset and blank alike), as
+        field names: the bot token, and the app-level token (Socket Mode) or the signing secret
+        (HTTP)."""
         needed = ["slack_bot_token", "slack_app_token" if socket else "slack_signing_secret"]
-        for name in needed:
-            if getattr(self, name) is None:
-                raise SettingsError(f"{name.upper()} is not set (see .env.example)")
+        return [name for name in needed if getattr(self, name) is None]
+
+    def require_slack(self, *, socket: bool) -> None:
+        """Raise SettingsError naming the first Slack credential the chosen mode lacks."""
+        missing = self.missing_slack(socket=socket)
+        if missing:
+            raise SettingsError(not_set(missing[0]))
+
+
+def not_set(name: str) -> str:
+    """The line for a required setting that is unset (or blank): `name` is its field name."""
+    return f"{name.upper()} is not set (see .env.example)"
 
 
 def load_settings(**overrides: object) -> Settings:

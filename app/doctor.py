@@ -13,10 +13,18 @@ The checks, in the order they are shown:
 - PagerDuty, when a role auto-approves whoever is on call: the token is set and accepted.
 
 A failing check does not stop the others: whatever can still be checked is.
+
+`serve` runs the checks that connect to nothing but the database (`startup_problems`) before
+it starts, and says what they find in the same words as this table.
+
+The table is all that goes to stdout. The libraries' log lines (slack_sdk's "Failed to send a
+request", urllib3's retries, botocore's warnings) only repeat what a result says, so they are
+shown (on stderr) only with LOG_LEVEL=debug.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -25,19 +33,17 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 
-from app.config import Settings
+from app.config import Settings, not_set
 from app.logging import setup_logging
 from app.oncall import OnCallUnavailable, pagerduty_from_settings
 from app.policy import Policy, PolicyError, load_policy
 from app.providers.base import Provider, ProviderConfigError, ProviderError, provider_class
+from app.slack import reach
 from app.text import redact, short
 
 OK, PROBLEM = "OK", "PROBLEM"
 PROBE_WORKERS = 8
-SLACK_TIMEOUT_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -57,8 +63,11 @@ class CheckResult:
 def run_checks() -> list[CheckResult]:
     """Every check, in order (logging is set up once the settings are read)."""
     results: list[CheckResult] = []
-    settings = _settings(results)
+    settings, invalid = _settings(results)
+    _credentials_for_either_mode(settings, invalid, results)
     setup_logging(settings.log_format, settings.log_level)
+    if settings.log_level != "debug":
+        logging.getLogger().setLevel(logging.CRITICAL)  # the libraries' lines: see the docstring
     policy = _policy(settings, results)
     if policy is not None:
         _sessions_covered(settings, policy, results)
@@ -71,12 +80,46 @@ def run_checks() -> list[CheckResult]:
     return [replace(result, detail=redact(result.detail)) for result in results]
 
 
+@dataclass(frozen=True)
+class StartupCheck:
+    """What `serve` learns before it starts: the settings (each invalid one's default standing
+    in), whether it runs in Socket Mode, and every problem found, one line each."""
+
+    settings: Settings
+    socket: bool
+    problems: list[str]
+
+
+def startup_problems(*, socket: bool | None) -> StartupCheck:
+    """`serve`'s checks before it starts: those of this table that connect to nothing but the
+    database (every invalid setting, the Slack credentials of the mode, the policy, each
+    system's provider configuration built as `serve` builds it, the open sessions). With
+    `socket` None the mode is Socket Mode when SLACK_APP_TOKEN is set (even if invalid)."""
+    results: list[CheckResult] = []
+    settings, invalid = _settings(results)
+    setup_logging(settings.log_format, settings.log_level)
+    if socket is None:
+        socket = settings.slack_app_token is not None or "slack_app_token" in invalid
+    for name in settings.missing_slack(socket=socket):
+        if name not in invalid:
+            results.append(CheckResult("settings", False, not_set(name)))
+    policy = _policy(settings, results)
+    if policy is not None:
+        _sessions_covered(settings, policy, results)
+        for index in range(len(policy.systems)):
+            _, error = _build(policy, index)
+            if error is not None:
+                results.append(CheckResult("provider", False, error))
+    problems = [redact(result.detail) for result in results if not result.ok]
+    return StartupCheck(settings, socket, problems)
+
+
 # --- settings and policy ----------------------------------------------------------------
 
 
-def _settings(results: list[CheckResult]) -> Settings:
-    """Settings from env and .env; each invalid variable is a problem and its default stands in,
-    so the checks that do not depend on it still run."""
+def _settings(results: list[CheckResult]) -> tuple[Settings, set[str]]:
+    """Settings from env and .env, and the fields that were invalid: each invalid variable is a
+    problem and its default stands in, so the checks that do not depend on it still run."""
     overrides: dict[str, Any] = {}
     while True:  # each round replaces at least one more field, or raises
         try:
@@ -92,7 +135,15 @@ def _settings(results: list[CheckResult]) -> Settings:
                     CheckResult("settings", False, f"{name.upper()} is invalid: {reason}")
                 )
                 overrides[name] = Settings.model_fields[name].default
-    if settings.slack_bot_token is None and "slack_bot_token" not in overrides:
+    return settings, set(overrides)
+
+
+def _credentials_for_either_mode(
+    settings: Settings, invalid: set[str], results: list[CheckResult]
+) -> None:
+    """The bot token, and the credential of at least one mode; "settings OK" when nothing in
+    the settings was wrong."""
+    if settings.slack_bot_token is None and "slack_bot_token" not in invalid:
         results.append(
             CheckResult("settings", False, "SLACK_BOT_TOKEN is not set (see .env.example)")
         )
@@ -111,7 +162,6 @@ def _settings(results: list[CheckResult]) -> Settings:
         )
     if not any(r.check == "settings" for r in results):
         results.append(CheckResult("settings", True, f"complete for {mode}"))
-    return settings
 
 
 def _policy(settings: Settings, results: list[CheckResult]) -> Policy | None:
@@ -174,43 +224,14 @@ def _slack(settings: Settings, policy: Policy | None, results: list[CheckResult]
     if settings.slack_bot_token is None:
         results.append(CheckResult("slack auth.test", False, "skipped: no usable SLACK_BOT_TOKEN"))
         return
-    client = WebClient(
-        token=settings.slack_bot_token.get_secret_value(),
-        base_url=settings.slack_api_url,
-        timeout=SLACK_TIMEOUT_SECONDS,
-    )
-    try:
-        auth = client.auth_test()
-    except SlackApiError as exc:
-        error = exc.response.get("error", "unknown error")
-        hint = (
-            "check SLACK_BOT_TOKEN"
-            if error in ("invalid_auth", "not_authed", "account_inactive", "token_revoked")
-            else "see https://api.slack.com/methods/auth.test"
-        )
-        results.append(CheckResult("slack auth.test", False, f"Slack answered {error}: {hint}"))
+    client = reach.client_for(settings)
+    bot, detail = reach.auth_test(client)
+    results.append(CheckResult("slack auth.test", bot is not None, detail))
+    if bot is None:
         return
-    except Exception as exc:  # connection refused, DNS, TLS, timeout: all say the same
-        results.append(
-            CheckResult(
-                "slack auth.test",
-                False,
-                f"Slack unreachable at {settings.slack_api_url}: {short(exc, 160)}: "
-                "check SLACK_API_URL and the network",
-            )
-        )
-        return
-    bot_name = str(auth.get("user") or "prod-access")
-    results.append(
-        CheckResult(
-            "slack auth.test",
-            True,
-            f"team {auth.get('team')} ({auth.get('team_id')}), bot @{bot_name} "
-            f"({auth.get('user_id')})",
-        )
-    )
     for channel, purpose in _channels(settings, policy).items():
-        results.append(_channel(client, channel, purpose, bot_name))
+        ok, detail = reach.channel_membership(client, channel, purpose, bot)
+        results.append(CheckResult(f"slack channel {channel}", ok, detail))
 
 
 def _channels(settings: Settings, policy: Policy | None) -> dict[str, str]:
@@ -228,39 +249,6 @@ def _channels(settings: Settings, policy: Policy | None) -> dict[str, str]:
     if settings.review_channel and settings.review_schedule:
         uses.setdefault(settings.review_channel, []).append("access review")
     return {channel: ", ".join(purposes) for channel, purposes in uses.items()}
-
-
-def _channel(client: WebClient, channel: str, purpose: str, bot: str) -> CheckResult:
-    check = f"slack channel {channel}"
-    try:
-        info = client.conversations_info(channel=channel)["channel"]
-    except SlackApiError as exc:
-        error = exc.response.get("error", "unknown error")
-        if error == "channel_not_found":
-            detail = (
-                f"channel_not_found ({purpose}): use the channel's id (C…); a private channel "
-                f"must invite the bot first: /invite @{bot}"
-            )
-        elif error == "missing_scope":
-            detail = (
-                "the bot token lacks channels:read / groups:read: add them (manifest.yml) "
-                "and reinstall the app"
-            )
-        else:
-            detail = f"Slack answered {error} ({purpose})"
-        return CheckResult(check, False, detail)
-    except Exception as exc:
-        return CheckResult(check, False, f"Slack unreachable: {short(exc, 160)}")
-    name = f"#{info.get('name') or channel}"
-    if info.get("is_archived"):
-        return CheckResult(check, False, f"{name} is archived ({purpose}): pick another channel")
-    if not info.get("is_member"):
-        return CheckResult(
-            check,
-            False,
-            f"the bot is not in {name} ({purpose}): invite the bot: /invite @{bot} in {name}",
-        )
-    return CheckResult(check, True, f"{name}: the bot is a member ({purpose})")
 
 
 # --- providers and PagerDuty ------------------------------------------------------------

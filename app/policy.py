@@ -277,6 +277,11 @@ def load_policy(path: str | Path) -> Policy:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise PolicyError(
+            f"{path}: cannot read policy file: {exc.strerror}; start from the example: "
+            f"`cp policy.example.yml {path}`"
+        ) from None
     except OSError as exc:
         raise PolicyError(f"{path}: cannot read policy file: {exc.strerror}") from None
     try:

@@ -70,15 +70,18 @@ def _forget_secrets_registered_by_the_test(monkeypatch: pytest.MonkeyPatch) -> N
 
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
-    """For tests that configure logging: put the handlers and structlog back afterwards."""
+    """For tests that configure logging: put the handlers, the root level and structlog back
+    afterwards."""
     import logging
 
     import structlog
 
-    handlers = logging.getLogger().handlers[:]
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     yield
     structlog.reset_defaults()
-    logging.getLogger().handlers[:] = handlers
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

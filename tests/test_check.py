@@ -158,6 +158,28 @@ def test_unreachable_slack_names_the_url(tmp_path: Path, env: dict[str, str]) ->
     assert report.detail("slack auth.test").endswith("check SLACK_API_URL and the network")
 
 
+def test_library_log_lines_stay_off_the_table_and_quiet_unless_debug(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """slack_sdk logs "Failed to send a request to Slack API server" at ERROR for each try; the
+    table already says Slack is unreachable, so at the default LOG_LEVEL nothing else is
+    printed, and with LOG_LEVEL=debug those lines go to stderr, never into the table."""
+    env = {**env, "SLACK_API_URL": f"http://127.0.0.1:{_closed_port()}/api/", "LOG_FORMAT": "json"}
+    quiet = check(tmp_path, env)
+    assert quiet.code == 1
+    assert quiet.stderr == ""
+    assert [line.split()[0] for line in quiet.stdout.splitlines()[1:-1]] == [
+        "settings",
+        "policy",
+        "open",
+        "slack",
+        "provider",
+    ]
+    loud = check(tmp_path, {**env, "LOG_LEVEL": "debug"})
+    assert "Failed to send a request to Slack API server" in loud.stderr
+    assert loud.stdout == quiet.stdout
+
+
 def test_bot_missing_from_the_approver_channel_is_told_how_to_invite_it(
     tmp_path: Path, env: dict[str, str], slack: FakeSlack
 ) -> None:
@@ -296,7 +318,9 @@ def test_a_webhook_target_that_is_down_names_the_system(
     report = check(tmp_path, env)
     assert report.code == 1
     assert report.status("provider payments (webhook)") == "PROBLEM"
-    assert report.detail("provider payments (webhook)").startswith("webhook unreachable: ")
+    assert report.detail("provider payments (webhook)").startswith(
+        f"webhook unreachable at {down}: "
+    )
     assert report.status("provider orders-api (webhook)") == "OK"
 
 

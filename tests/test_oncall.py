@@ -127,7 +127,7 @@ def test_unreachable_pagerduty_is_unavailable() -> None:
         port = sock.getsockname()[1]
     pd = PagerDuty(TOKEN, base_url=f"http://127.0.0.1:{port}", timeout=1)
     message = unavailable(lambda: pd.on_call_emails(SCHEDULE))
-    assert message.startswith("PagerDuty unreachable: ")
+    assert message.startswith(f"PagerDuty unreachable at http://127.0.0.1:{port}/oncalls: ")
     assert TOKEN not in message
 
 

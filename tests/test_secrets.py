@@ -21,6 +21,7 @@ from app.policy import PolicyError, load_policy
 from app.providers.base import build_providers
 from app.providers.command import CommandConfig, CommandProvider
 from app.runtime import build_bot, build_context
+from app.serve import CHECK_HINT
 from app.slack.after_ack import AfterAck
 from app.slack.bolt_app import build_bolt_app, make_client
 from tests.conftest import (
@@ -50,8 +51,9 @@ def env(tmp_path: Path, slack: FakeSlack, webhook: WebhookReceiver) -> dict[str,
 
 
 def _one_line(stderr: str) -> str:
+    """The one problem `serve` printed (before its pointer to `prod-access check`)."""
     lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
+    assert len(lines) == 2 and lines[1] == CHECK_HINT, stderr
     return lines[0]
 
 

@@ -1,6 +1,8 @@
 """The real `prod-access serve` process (gunicorn, as the Procfile runs it): health, signed
 requests, expiry within 2 seconds, revoke at start of what expired while it was down, and
-start-up refusing bad settings and policy files with one clear line."""
+start-up refusing bad settings and policy files with one clear line each, all at once, then a
+pointer to `prod-access check`; a bot token Slack refuses, or a Slack it cannot reach, stops it
+with one line naming the setting; a failed start leaves no database behind."""
 
 from __future__ import annotations
 
@@ -11,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from app.serve import CHECK_HINT
 from tests.conftest import (
     BOB,
     LEAD1,
     eventually,
     run_cli,
 )
-from tests.fakes.serve import ServeProcess, serve_env
+from tests.fakes.serve import ServeProcess, free_port, serve_env
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.webhook_receiver import WebhookReceiver
 
@@ -120,9 +123,10 @@ def test_missing_setting_stops_start_with_one_line_naming_it(
     env = {k: v for k, v in env.items() if k != "SLACK_SIGNING_SECRET"}
     result = run_cli(tmp_path, env, "serve", "--http")
     assert result.returncode == 2
-    assert (
-        result.stderr.strip() == "prod-access: SLACK_SIGNING_SECRET is not set (see .env.example)"
-    )
+    assert result.stderr.splitlines() == [
+        "prod-access: SLACK_SIGNING_SECRET is not set (see .env.example)",
+        CHECK_HINT,
+    ]
     bad_port = run_cli(tmp_path, {**env, "SLACK_SIGNING_SECRET": "x", "PORT": "http"}, "serve")
     assert bad_port.returncode == 2 and "PORT is invalid" in bad_port.stderr
 
@@ -137,10 +141,11 @@ def test_bad_policy_stops_start_with_file_line_and_reason(
     line = next(i for i, row in enumerate(text.splitlines(), 1) if "30 minutes" in row)
     result = run_cli(tmp_path, env, "serve", "--http")
     assert result.returncode == 2
-    assert result.stderr.strip() == (
+    assert result.stderr.splitlines() == [
         f"prod-access: {policy}:{line}: systems[0].roles[0].max_duration: "
-        "invalid duration '30 minutes' (use e.g. 30s, 20m, 1h, 1h30m, 2d)"
-    )
+        "invalid duration '30 minutes' (use e.g. 30s, 20m, 1h, 1h30m, 2d)",
+        CHECK_HINT,
+    ]
     policy.write_text(good.replace("provider: webhook", "provider: carrier-pigeon"))
     line = next(i for i, row in enumerate(good.splitlines(), 1) if "provider:" in row)
     unknown = run_cli(tmp_path, env, "serve", "--http")
@@ -204,3 +209,77 @@ def test_operator_lists_sessions_and_revokes_one_from_the_command_line(
     assert admin["actor"] == actor and admin["detail"] == {"note": "laptop stolen"}
     again = run_cli(tmp_path, env, "revoke", "S-NOPE0000")
     assert again.returncode == 2 and "No session S-NOPE0000 exists." in again.stderr
+
+
+# --- a start that cannot work -------------------------------------------------------------
+
+
+def _without(env: dict[str, str], *names: str) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k not in names}
+
+
+def test_serve_prints_every_start_up_problem_at_once_and_points_to_check(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """A bad policy AND a missing signing secret AND a bad port: one line each, in one go, so
+    the operator fixes all three before the next try; the database is not created."""
+    policy = Path(env["POLICY_FILE"])
+    text = policy.read_text().replace("max_duration: 30m", "max_duration: 30 minutes")
+    policy.write_text(text)
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if "30 minutes" in row)
+    env = {**_without(env, "SLACK_SIGNING_SECRET", "DATABASE_URL"), "PORT": "http"}
+    result = run_cli(tmp_path, env, "serve")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "prod-access: PORT is invalid: "
+        "Input should be a valid integer, unable to parse string as an integer",
+        "prod-access: SLACK_SIGNING_SECRET is not set (see .env.example)",
+        f"prod-access: {policy}:{line}: systems[0].roles[0].max_duration: "
+        "invalid duration '30 minutes' (use e.g. 30s, 20m, 1h, 1h30m, 2d)",
+        "run `prod-access check` to test connections",
+    ]
+    assert result.stdout == ""
+    assert not (tmp_path / "prod-access.db").exists()
+
+
+def test_a_missing_policy_file_says_to_copy_the_example(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    here = tmp_path / "fresh-clone"
+    here.mkdir()
+    result = run_cli(here, _without(env, "POLICY_FILE", "DATABASE_URL"), "serve", "--http")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "prod-access: policy.yml: cannot read policy file: No such file or directory; "
+        "start from the example: `cp policy.example.yml policy.yml`",
+        CHECK_HINT,
+    ]
+    assert list(here.iterdir()) == []  # no prod-access.db
+
+
+@pytest.mark.parametrize("error", ["invalid_auth", "token_revoked"])
+def test_a_bot_token_slack_refuses_stops_serve_with_one_line_naming_it(
+    tmp_path: Path, env: dict[str, str], slack: FakeSlack, error: str
+) -> None:
+    """Not a bot that starts and answers the first slash command with HTTP 500."""
+    slack.fail("auth.test", error)
+    result = run_cli(tmp_path, _without(env, "DATABASE_URL"), "serve", "--http")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"prod-access: Slack answered {error}: check SLACK_BOT_TOKEN"
+    ]
+    assert [call.method for call in slack.calls] == ["auth.test"]
+    assert "xoxb-resilience-test" not in result.stderr
+    assert not (tmp_path / "prod-access.db").exists()
+
+
+def test_a_slack_api_url_nobody_answers_stops_serve_with_one_line_naming_it_and_the_url(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}/api/"
+    result = run_cli(tmp_path, {**_without(env, "DATABASE_URL"), "SLACK_API_URL": url}, "serve")
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"prod-access: Slack unreachable at {url}: ")
+    assert line.endswith(": check SLACK_API_URL and the network")
+    assert not (tmp_path / "prod-access.db").exists()

@@ -30,6 +30,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import Server, ServerConnection, serve
 
 from tests.conftest import BOB, LEAD1, WEBHOOK_SECRET, eventually, run_cli, write_policy
+from tests.fakes.serve import free_port
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_requests import SlackSender
 from tests.fakes.webhook_receiver import WebhookReceiver
@@ -473,4 +474,55 @@ def test_serve_socket_without_app_token_says_which_variable(
     env = {k: v for k, v in env.items() if k != "SLACK_APP_TOKEN"}
     result = run_cli(tmp_path, env, "serve", "--socket")
     assert result.returncode == 2, result.stderr
-    assert result.stderr.strip() == "prod-access: SLACK_APP_TOKEN is not set (see .env.example)"
+    assert result.stderr.splitlines() == [
+        "prod-access: SLACK_APP_TOKEN is not set (see .env.example)",
+        "run `prod-access check` to test connections",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("method", "error", "setting"),
+    [
+        ("apps.connections.open", "invalid_auth", "SLACK_APP_TOKEN"),
+        ("apps.connections.open", "not_allowed_token_type", "SLACK_APP_TOKEN"),
+        ("auth.test", "invalid_auth", "SLACK_BOT_TOKEN"),
+    ],
+)
+def test_a_token_slack_refuses_stops_socket_mode_with_one_line_and_no_database(
+    tmp_path: Path, env: dict[str, str], slack: FakeSlack, method: str, error: str, setting: str
+) -> None:
+    slack.fail(method, error)
+    env = {k: v for k, v in env.items() if k != "DATABASE_URL"}
+    result = run_cli(tmp_path, env, "serve")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"prod-access: Slack answered {error}")
+    assert f"check {setting}" in line
+    assert APP_TOKEN not in result.stderr
+    assert not (tmp_path / "prod-access.db").exists()
+
+
+def test_a_failed_socket_mode_start_leaves_a_database_that_was_there(
+    tmp_path: Path, env: dict[str, str], slack: FakeSlack
+) -> None:
+    """Only the file this start created is removed: never one that holds sessions."""
+    assert run_cli(tmp_path, env, "db", "upgrade").returncode == 0
+    database = Path(env["DATABASE_URL"].removeprefix("sqlite:///"))
+    before = database.stat().st_size
+    slack.fail("apps.connections.open", "invalid_auth")
+    result = run_cli(tmp_path, env, "serve", "--socket")
+    assert result.returncode == 2, result.stderr
+    assert database.exists() and database.stat().st_size >= before
+
+
+def test_socket_mode_with_slack_unreachable_is_one_line_naming_slack_api_url(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}/api/"
+    result = run_cli(tmp_path, {**env, "SLACK_API_URL": url}, "serve", "--socket")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"prod-access: Slack unreachable at {url}: ")
+    assert line.endswith("check SLACK_API_URL and the network")

@@ -2,7 +2,10 @@
 
 Rules it keeps, so every adapter fails the same clear way:
 - a timeout, an unreachable host, HTTP 5xx, 408 and 429 raise `ProviderError(retryable=True)`
-  naming the service ("GitHub answered HTTP 502: …", "Okta timed out after 10s");
+  naming the service ("GitHub answered HTTP 502: …", "Okta timed out after 10s"); when no
+  connection could be made, the URL too ("webhook unreachable at https://…: …"), so `prod-access
+  check` and a failed grant say which address to look at. The URL is shown without its query
+  string, fragment or user:password, which may carry secrets;
 - every other answer (2xx, and 4xx such as 404) is returned, because what a 404 means is the
   adapter's business (on a revoke it means "already gone"); `refuse()` turns the rest into a
   `ProviderError(retryable=False)`.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from email.message import Message
@@ -51,16 +55,25 @@ def send(
             answer = Answer(response.status, _decode(response.read()), response.headers)
     except urllib.error.HTTPError as exc:
         answer = Answer(exc.code, _decode(exc.read(2000)), exc.headers)
-    except TimeoutError:
+    except TimeoutError:  # connected, but no answer in time
         raise ProviderError(f"{service} timed out after {timeout:g}s") from None
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError) as exc:  # no connection (urllib wraps the reason)
         reason = getattr(exc, "reason", exc)
         if isinstance(reason, TimeoutError):
-            raise ProviderError(f"{service} timed out after {timeout:g}s") from None
-        raise ProviderError(f"{service} unreachable: {short(reason)}") from None
+            raise ProviderError(
+                f"{service} timed out after {timeout:g}s connecting to {shown(url)}"
+            ) from None
+        raise ProviderError(f"{service} unreachable at {shown(url)}: {short(reason)}") from None
     if answer.status >= 500 or answer.status in RETRYABLE_STATUS:
         raise ProviderError(f"{service} answered HTTP {answer.status}: {short(answer.text())}")
     return answer
+
+
+def shown(url: str) -> str:
+    """`url` as an error may show it: scheme, host, port and path only."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def refuse(service: str, answer: Answer) -> ProviderError:

@@ -1,0 +1,165 @@
+"""The `prod-access` command line's grammar: every command and option, with its help and its
+default, as `--help` shows them (app/cli.py runs the commands).
+
+Rules it relies on:
+- every argument and option has help text, and every option's help ends with its default:
+  `ArgumentDefaultsHelpFormatter` adds `(default: …)` for a value that means something as it
+  is (100, jsonl, 30d); where the default is "not given" (None, False), the help says in words
+  what that means, e.g. `(default: every system)`;
+- descriptions and epilogs are printed as written (line breaks kept), so exit codes can be a
+  list.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+
+from app.models import SessionState
+
+SERVE_MODES = (
+    "Without --http or --socket: Socket Mode when SLACK_APP_TOKEN is set, otherwise HTTP.\n"
+    "Settings come from the environment and .env, the policy from policy.yml (POLICY_FILE),\n"
+    "both in the current directory."
+)
+RECONCILE_EXIT_CODES = """exit status:
+  0  every provider matched the sessions
+  1  findings (listed, and alerted in Slack when a bot token is set)
+  2  another replica was reconciling at that moment (nothing was checked; try again),
+     or a setting or the policy is wrong"""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown after every option's help, unless the help already says its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.help and "(default:" in action.help:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _command(
+    commands: argparse._SubParsersAction,
+    name: str,
+    summary: str,
+    *,
+    description: str | None = None,
+    epilog: str | None = None,
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=summary,
+        description=description or summary,
+        epilog=epilog,
+        formatter_class=HelpFormatter,
+    )
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="prod-access",
+        description="Temporary, task-bound production access through Slack.",
+        formatter_class=HelpFormatter,
+    )
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="what to do (`COMMAND --help`)"
+    )
+    serve = _command(
+        commands,
+        "serve",
+        "run the bot (HTTP, or Socket Mode with an app token)",
+        description=f"Run the bot.\n\n{SERVE_MODES}",
+    )
+    auto = "(default: Socket Mode when SLACK_APP_TOKEN is set, otherwise HTTP)"
+    mode = serve.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--http", action="store_true", help=f"serve POST /slack/events on $PORT {auto}"
+    )
+    mode.add_argument("--socket", action="store_true", help=f"connect with Socket Mode {auto}")
+    db = _command(commands, "db", "database tasks")
+    db.add_argument("action", choices=["upgrade"], help="upgrade: apply the migrations")
+    _command(
+        commands,
+        "reconcile",
+        "compare every provider with the sessions once; exit 1 on findings",
+        epilog=RECONCILE_EXIT_CODES,
+    )
+    check = _command(
+        commands,
+        "check",
+        "check settings, policy, Slack, channels and providers; exit 1 on problems",
+    )
+    check.add_argument("--json", action="store_true", help="JSON lines (default: a table)")
+    _add_audit_commands(commands)
+    sessions = _command(commands, "sessions", "list sessions (newest first)")
+    sessions.add_argument(
+        "--state", choices=[s.value for s in SessionState], help="only this state (default: any)"
+    )
+    sessions.add_argument(
+        "--user", help="Slack user id of the person who had the access (default: anyone)"
+    )
+    sessions.add_argument("--system", help="only this system id (default: every system)")
+    sessions.add_argument("--limit", type=int, default=100, help="at most this many")
+    sessions.add_argument("--json", action="store_true", help="JSON lines (default: a table)")
+    revoke = _command(commands, "revoke", "end a session now (emergency, audited)")
+    revoke.add_argument("session_id", help="the session to end, e.g. S-4M8D2QXA")
+    revoke.add_argument("--note", help="why, for the audit trail (default: no note)")
+    revoke.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="the policy file to revoke with; for a session whose system the current policy "
+        "no longer has, the file that still has it (default: POLICY_FILE)",
+    )
+    return parser
+
+
+def _add_audit_commands(commands: argparse._SubParsersAction) -> None:
+    audit = _command(commands, "audit", "print, verify or export the audit trail")
+    audit.add_argument("--json", action="store_true", help="JSON lines (default: a table)")
+    audit.add_argument("--request", help="only the events of this request id (default: all)")
+    actions = audit.add_subparsers(
+        dest="audit_action",
+        metavar="ACTION",
+        help="verify or export (default: print the trail as a table)",
+    )
+    _command(actions, "verify", "check the hash chain; exit 1 when broken")
+    export = _command(actions, "export", "one row per event, streamed")
+    export.add_argument(
+        "--since",
+        type=_when,
+        help="2026-10-01, an ISO time, or 30d (ago) (default: from the first event)",
+    )
+    export.add_argument(
+        "--until", type=_when, help="same forms as --since, exclusive (default: now)"
+    )
+    export.add_argument("--system", help="only this system id (default: every system)")
+    export.add_argument(
+        "--user",
+        help="only events by, or about requests of, this Slack user id (default: everyone)",
+    )
+    export.add_argument("--format", choices=["csv", "jsonl"], default="jsonl", help="file format")
+    export.add_argument("-o", "--output", help="write to this file (default: stdout)")
+    review = _command(commands, "review", "the access review report for a period")
+    review.add_argument("--since", type=_when, default="30d", help="start: a date, time or ago")
+    review.add_argument("--until", type=_when, help="end, exclusive (default: now)")
+    review.add_argument("--format", choices=["md", "csv", "html"], default="md", help="format")
+    review.add_argument("-o", "--output", help="write to this file (default: stdout)")
+
+
+def _when(text: str) -> datetime:
+    """A point in time: a date (midnight UTC), an ISO 8601 time, or a duration ago (30d)."""
+    from app import clock
+    from app.policy_values import parse_duration
+
+    try:
+        return clock.now() - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date (2026-10-01), an ISO time or a duration such as 30d"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -21,6 +21,7 @@ from typing import TextIO
 from app import audit
 from app.cli_parser import build_parser
 from app.config import Settings, SettingsError, load_settings
+from app.db import DatabaseNotReady, require_set_up
 from app.logging import setup_logging
 from app.policy import PolicyError
 
@@ -43,6 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             upgrade(settings.database_url)
             print("database is up to date")
             return 0
+        # The other commands read or change what the bot stored: a database that is not set up
+        # yet is said so in one line (and a SQLite file is not created by asking).
+        require_set_up(settings.database_url)
         if args.command == "reconcile":
             return _reconcile(settings)
         if args.command == "sessions":
@@ -57,6 +61,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _review(settings, args)
     except (SettingsError, PolicyError) as exc:
         print(f"prod-access: {exc}", file=sys.stderr)
+        return 2
+    except DatabaseNotReady as exc:
+        print(
+            f"prod-access: {exc} (DATABASE_URL): run `prod-access db upgrade` to set it up "
+            "(`prod-access serve` does it at start)",
+            file=sys.stderr,
+        )
         return 2
     return 1
 

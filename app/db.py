@@ -241,3 +241,24 @@ def alembic_config(url: str) -> Config:
 def upgrade(url: str) -> None:
     """Apply every Alembic migration (idempotent)."""
     command.upgrade(alembic_config(url), "head")
+
+
+class DatabaseNotReady(Exception):
+    """The database the settings name is not set up (not created or not migrated)."""
+
+
+def require_set_up(url: str) -> None:
+    """DatabaseNotReady unless the database exists and has been migrated; a SQLite file that
+    does not exist is not created by asking (the commands that only read must not leave an
+    empty database behind)."""
+    parsed = make_url(normalize_url(url))
+    if parsed.get_backend_name() == "sqlite":
+        path = parsed.database
+        if not path or path == ":memory:" or not Path(path).exists():
+            raise DatabaseNotReady(f"there is no database at {path or url} yet")
+    engine = create_engine(normalize_url(url))
+    try:
+        if not inspect(engine).has_table("alembic_version"):
+            raise DatabaseNotReady("the database has no tables yet")
+    finally:
+        engine.dispose()

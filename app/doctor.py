@@ -110,6 +110,8 @@ def startup_problems(*, socket: bool | None) -> StartupCheck:
             _, error = _build(policy, index)
             if error is not None:
                 results.append(CheckResult("provider", False, error))
+        if _oncall_roles(policy) and settings.pagerduty_token is None:
+            results.append(CheckResult("pagerduty", False, _no_pagerduty_token(policy)))
     problems = [redact(result.detail) for result in results if not result.ok]
     return StartupCheck(settings, socket, problems)
 
@@ -301,25 +303,29 @@ def _probe(check: str, provider: Provider) -> CheckResult:
     return CheckResult(check, True, str(detail) if detail else "reachable")
 
 
-def _pagerduty(settings: Settings, policy: Policy, results: list[CheckResult]) -> None:
-    users = [
+def _oncall_roles(policy: Policy) -> list[str]:
+    """`system/role → schedule` for every role that auto-approves whoever is on call."""
+    return [
         f"{system.id}/{role.id} → {schedule}"
         for system in policy.systems
         for role in system.roles
         if (schedule := getattr(role, "auto_approve_oncall", None))
     ]
+
+
+def _no_pagerduty_token(policy: Policy) -> str:
+    who = ", ".join(_oncall_roles(policy))
+    return f"PAGERDUTY_TOKEN is not set, but auto_approve_oncall is used ({who})"
+
+
+def _pagerduty(settings: Settings, policy: Policy, results: list[CheckResult]) -> None:
+    users = _oncall_roles(policy)
     if not users:
         return
     who = ", ".join(users)
     pagerduty = pagerduty_from_settings(settings)
     if pagerduty is None:
-        results.append(
-            CheckResult(
-                "pagerduty",
-                False,
-                f"PAGERDUTY_TOKEN is not set, but auto_approve_oncall is used ({who})",
-            )
-        )
+        results.append(CheckResult("pagerduty", False, _no_pagerduty_token(policy)))
         return
     try:
         pagerduty.probe()

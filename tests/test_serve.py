@@ -242,6 +242,25 @@ def test_serve_prints_every_start_up_problem_at_once_and_points_to_check(
     assert not (tmp_path / "prod-access.db").exists()
 
 
+def test_serve_refuses_on_call_auto_approval_without_a_pagerduty_token_as_check_does(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    policy = Path(env["POLICY_FILE"])
+    policy.write_text(
+        policy.read_text().replace(
+            "{id: write, grant: orders-admin, max_duration: 2h}",
+            "{id: write, grant: orders-admin, max_duration: 2h, auto_approve_oncall: PSCHED1}",
+        )
+    )
+    result = run_cli(tmp_path, _without(env, "PAGERDUTY_TOKEN", "DATABASE_URL"), "serve")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "prod-access: PAGERDUTY_TOKEN is not set, but auto_approve_oncall is used "
+        "(orders-api/write → PSCHED1)",
+        "run `prod-access check` to test connections",
+    ]
+
+
 def test_a_missing_policy_file_says_to_copy_the_example(
     tmp_path: Path, env: dict[str, str]
 ) -> None:

@@ -25,8 +25,3 @@ def travel(delta: timedelta) -> None:
 def reset() -> None:
     global _offset
     _offset = timedelta(0)
-
-
-def as_utc(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; we store UTC, so make them aware again."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -164,6 +164,11 @@ class Policy(_Strict):
     def system(self, system_id: str) -> System | None:
         return next((system for system in self.systems if system.id == system_id), None)
 
+    def system_and_role(self, system_id: str, role_id: str) -> tuple[System | None, Role | None]:
+        """The system and its role as the policy has them now (None for what it no longer has)."""
+        system = self.system(system_id)
+        return system, system.role(role_id) if system else None
+
     def approver_channel(self, system: System) -> str:
         channel = system.approver_channel or self.defaults.approver_channel
         assert channel is not None  # guaranteed by _check

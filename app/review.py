@@ -124,8 +124,7 @@ def build_review(db: Session, policy: Policy, since: datetime, until: datetime) 
         end = session.ended_at or min(clock.now(), until)
         entry.sessions += 1
         entry.hours += max(0.0, (end - session.granted_at).total_seconds() / 3600)
-        system = policy.system(session.system_id)
-        role = system.role(session.role_id) if system else None
+        _, role = policy.system_and_role(session.system_id, session.role_id)
         if scope_of(session.role_id, role) == "read":
             entry.read += 1
         else:

@@ -164,8 +164,7 @@ def _approve(
     request.route, request.decision_note = route, note
     if request.kind == RequestKind.extension:
         return Decision(request, _extend(db, ctx, request, actor))
-    system = ctx.policy.system(request.system_id)
-    role = system.role(request.role_id) if system else None
+    system, role = ctx.policy.system_and_role(request.system_id, request.role_id)
     if role is None:
         raise NotAllowed(f"Access {request.role_id} is no longer in the policy.")
     if request.grant_name is not None and request.grant_name != role.grant:
@@ -213,8 +212,7 @@ def _extend(db: Session, ctx: AppContext, request: AccessRequest, actor: str) ->
         raise ConflictError(
             f"Session {session.id} is {session.state.value}; there is nothing to extend."
         )
-    system = ctx.policy.system(session.system_id)
-    role = system.role(session.role_id) if system else None
+    system, role = ctx.policy.system_and_role(session.system_id, session.role_id)
     if system is None or role is None:
         raise NotAllowed(f"Access {session.role_id} is no longer in the policy.")
     old_end = session.expires_at

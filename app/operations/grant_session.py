@@ -265,8 +265,7 @@ def check_retry_allowed(ctx: AppContext, session: AccessSession) -> None:
         raise NotAllowed(
             f"{request.id} was flagged in its break-glass review; it is not granted again."
         )
-    system = ctx.policy.system(session.system_id)
-    role = system.role(session.role_id) if system else None
+    system, role = ctx.policy.system_and_role(session.system_id, session.role_id)
     if system is None or role is None:
         raise NotAllowed(f"{session.system_id} {session.role_id} is no longer in the policy.")
     deadline = ctx.policy.retry_until(system, request.decided_at or session.created_at)

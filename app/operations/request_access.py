@@ -33,7 +33,7 @@ from app.operations.decide_request import Decision, approve_by_policy
 from app.operations.errors import ConflictError, InvalidRequest, NotAllowed
 from app.operations.grant_session import grant_session
 from app.operations.queries import with_approvals
-from app.policy import Policy, Role, System
+from app.policy import Policy, System
 from app.policy_values import format_duration, parse_duration
 
 log = structlog.get_logger(__name__)
@@ -190,8 +190,7 @@ def _sentence(text: str) -> str:
 def extension_room(policy: Policy, session: AccessSession) -> timedelta:
     """How much longer this session may still be made (the role's max_total, extensions
     included, and no single extension longer than the role's max duration)."""
-    system = policy.system(session.system_id)
-    role = system.role(session.role_id) if system else None
+    system, role = policy.system_and_role(session.system_id, session.role_id)
     if system is None or role is None or session.expires_at is None:
         return timedelta(0)
     start = session.granted_at or session.created_at
@@ -225,8 +224,7 @@ def request_extension(
         ).first()
         if waiting:
             raise ConflictError(f"An extension of {session.id} is already waiting: {waiting}.")
-        system = ctx.policy.system(session.system_id)
-        role: Role | None = system.role(session.role_id) if system else None
+        system, role = ctx.policy.system_and_role(session.system_id, session.role_id)
         if system is None or role is None:
             raise NotAllowed(f"Access {session.role_id} is no longer in the policy.")
         errors: dict[str, str] = {}
@@ -304,8 +302,7 @@ def policy_route(policy: Policy, request: AccessRequest) -> tuple[Route, str] | 
     (route, what the rule is): break-glass, staging tier, auto_approve, or on call (the
     schedule, which `decide_by_policy` still has to find the requester on). Reads no database
     and calls no one, so a listener can tell whether the requester is waiting on a grant."""
-    system = policy.system(request.system_id)
-    role = system.role(request.role_id) if system else None
+    system, role = policy.system_and_role(request.system_id, request.role_id)
     if system is None or role is None:
         return None
     if request.route == Route.breakglass:

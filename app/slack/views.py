@@ -40,6 +40,8 @@ from app.models import (
     Route,
     SessionState,
 )
+from app.operations.decide_request import DENY_REASON_MAX
+from app.operations.request_access import REASON_MAX, TICKET_MAX
 from app.policy import Policy, System
 from app.policy_values import format_duration
 from app.slack.ids import Action, Callback
@@ -258,7 +260,7 @@ def request_modal(
             block_id=B.ticket,
             label="Ticket or incident ID",
             element=PlainTextInputElement(
-                action_id=Action.ticket_input, placeholder="PAY-184 or INC-7", max_length=100
+                action_id=Action.ticket_input, placeholder="PAY-184 or INC-7", max_length=TICKET_MAX
             ),
         ),
         InputBlock(
@@ -267,7 +269,7 @@ def request_modal(
             element=PlainTextInputElement(
                 action_id=Action.reason_input,
                 multiline=True,
-                max_length=2000,
+                max_length=REASON_MAX,
                 placeholder="What are you going to do?",
             ),
         ),
@@ -334,7 +336,7 @@ def deny_modal(request: AccessRequest) -> dict:
                 label="Reason (the requester sees it)",
                 optional=True,
                 element=PlainTextInputElement(
-                    action_id=Action.deny_reason_input, multiline=True, max_length=500
+                    action_id=Action.deny_reason_input, multiline=True, max_length=DENY_REASON_MAX
                 ),
             ),
         ],
@@ -369,7 +371,7 @@ def extend_modal(policy: Policy, session: AccessSession, room: timedelta) -> dic
             label="Why?",
             optional=True,
             element=PlainTextInputElement(
-                action_id=Action.reason_input, multiline=True, max_length=2000
+                action_id=Action.reason_input, multiline=True, max_length=REASON_MAX
             ),
         ),
     ]
@@ -503,7 +505,7 @@ def _card_status(
     if request.state == RequestState.denied:
         line = f":x: *Denied* by <@{request.decided_by}> {when}"
         if request.decision_note:
-            line += "\n*Reason:* " + escape(truncate(request.decision_note, 500))
+            line += "\n*Reason:* " + escape(truncate(request.decision_note, DENY_REASON_MAX))
         return [_context(line)]
     if request.state == RequestState.cancelled:
         return [_context(f":heavy_multiplication_x: *Cancelled* by the requester {when}")]

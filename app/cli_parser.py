@@ -71,12 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
         "run the bot (HTTP, or Socket Mode with an app token)",
         description=f"Run the bot.\n\n{SERVE_MODES}",
     )
-    auto = "(default: Socket Mode when SLACK_APP_TOKEN is set, otherwise HTTP)"
     mode = serve.add_mutually_exclusive_group()
     mode.add_argument(
-        "--http", action="store_true", help=f"serve POST /slack/events on $PORT {auto}"
+        "--http",
+        action="store_true",
+        help="serve POST /slack/events on $PORT (default port: 3000); without either flag: "
+        "Socket Mode when SLACK_APP_TOKEN is set, otherwise HTTP",
     )
-    mode.add_argument("--socket", action="store_true", help=f"connect with Socket Mode {auto}")
+    mode.add_argument("--socket", action="store_true", help="connect with Socket Mode")
     db = _command(commands, "db", "database tasks")
     db.add_argument("action", choices=["upgrade"], help="upgrade: apply the migrations")
     _command(

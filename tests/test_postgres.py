@@ -135,6 +135,25 @@ def test_postgres_refuses_to_grant_a_privileged_role(pg_bot: BotHarness, target_
     assert "Nothing was granted" in str(card[-1]["blocks"])
 
 
+def test_a_dsn_psycopg_cannot_decode_is_a_clear_refusal_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.providers.base import AccessGrant, ProviderError
+    from app.providers.postgres import PostgresConfig, PostgresProvider
+
+    monkeypatch.setenv("TEST_PG_ADMIN_DSN", "postgresql://admin:pw%FFx@127.0.0.1:1/checkout")
+    provider = PostgresProvider(PostgresConfig(dsn_env="TEST_PG_ADMIN_DSN"))
+    access = AccessGrant(
+        session_id="S-1", request_id="R-1", system="checkout-db", role="read",
+        grant="checkout_readonly", slack_id=BOB, email="bob@example.com", identity="bob",
+        ticket="PAY-1", reason="look", expires_at=None,
+    )  # fmt: skip
+    with pytest.raises(ProviderError) as refused:
+        provider.grant(access)
+    assert not refused.value.retryable  # nothing was sent: the grant's outcome is known
+    assert "TEST_PG_ADMIN_DSN cannot be read" in str(refused.value)
+
+
 def test_postgres_grant_twice_and_revoke_twice_succeed(target_dsn: str, monkeypatch) -> None:
     from app.providers.base import AccessGrant
     from app.providers.postgres import PostgresConfig, PostgresProvider

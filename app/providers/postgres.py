@@ -74,6 +74,12 @@ class PostgresProvider:
             )
         except psycopg.Error as exc:
             raise ProviderError(f"cannot connect to PostgreSQL: {short(exc)}") from None
+        except UnicodeError as exc:  # psycopg decodes a percent-escape that is not UTF-8
+            raise ProviderError(
+                f"the DSN in {self.config.dsn_env} cannot be read ({short(exc)}); nothing was "
+                "sent to PostgreSQL",
+                retryable=False,
+            ) from None
 
     def _run(self, statement: sql.Composed) -> None:
         with self._connect() as conn:

@@ -29,7 +29,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -186,28 +185,23 @@ def _policy(settings: Settings, results: list[CheckResult]) -> Policy | None:
 def _sessions_covered(settings: Settings, policy: Policy, results: list[CheckResult]) -> None:
     """Does the policy still have every system and role that open sessions hold? (Read only:
     a database that does not exist yet is not created.)"""
-    from sqlalchemy import inspect
-    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
     from app import db as database
     from app.operations.policy_change import describe_uncovered, uncovered_sessions
 
     check = "open sessions"
-    url = make_url(database.normalize_url(settings.database_url))
-    if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).exists()):
-        results.append(CheckResult(check, True, "no database yet"))
-        return
     try:
+        database.require_set_up(settings.database_url)
         engine = database.make_engine(settings.database_url)
         try:
-            if not inspect(engine).has_table("access_sessions"):
-                results.append(CheckResult(check, True, "no sessions yet"))
-                return
             with database.reading(database.make_sessionmaker(engine)) as db:
                 uncovered = uncovered_sessions(db, policy)
         finally:
             engine.dispose()
+    except database.DatabaseNotReady as exc:
+        results.append(CheckResult(check, True, f"no sessions yet: {exc}"))
+        return
     except SQLAlchemyError as exc:
         results.append(CheckResult(check, False, f"database unreachable: {short(exc, 160)}"))
         return

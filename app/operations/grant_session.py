@@ -106,14 +106,22 @@ class Outcome(StrEnum):
 def _ask_provider(ctx: AppContext, session: AccessSession) -> Outcome:
     """After a grant error that is not a clear refusal (a timeout, a 5xx, a dropped
     connection), the access may be in place all the same: ask the provider's `check`."""
+    present, error = _check_access(ctx, session)
+    if error is not None:
+        log.warning("grant_check_failed", session_id=session.id, error=error)
+        return Outcome.unknown
+    return Outcome.granted if present else Outcome.refused
+
+
+def _check_access(ctx: AppContext, session: AccessSession) -> tuple[bool, str | None]:
+    """(present, None) as the provider's `check` says, under the holder lock; (False, why)
+    when it could not answer."""
     try:
         provider = provider_for(ctx, session.system_id)
         with holder_lock(session):
-            present = provider.check(access_of(session))
+            return provider.check(access_of(session)), None
     except (ProviderError, OperationError) as exc:
-        log.warning("grant_check_failed", session_id=session.id, error=short(exc))
-        return Outcome.unknown
-    return Outcome.granted if present else Outcome.refused
+        return False, short(exc)
 
 
 def _record_granted(
@@ -181,13 +189,7 @@ def confirm_grant(ctx: AppContext, session_id: str) -> AccessSession:
     session = read_row(ctx, AccessSession, session_id)
     if session.state != SessionState.grant_unknown:
         return session
-    present, error = False, None
-    try:
-        provider = provider_for(ctx, session.system_id)
-        with holder_lock(session):
-            present = provider.check(access_of(session))
-    except (ProviderError, OperationError) as exc:
-        error = short(exc)
+    present, error = _check_access(ctx, session)
     with transaction(ctx.db) as db:
         session = load_locked(db, AccessSession, session_id)
         if session.state != SessionState.grant_unknown:

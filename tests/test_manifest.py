@@ -21,9 +21,9 @@ import yaml
 from jsonschema import Draft7Validator
 from slack_sdk import WebClient
 
+from app.slack.blocks.answers import USAGE
 from app.slack.listeners import BREAKGLASS_FLAG, QUICK_FIELDS
 from app.slack.text import unescape
-from app.slack.views import USAGE
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = Path(__file__).resolve().parent / "fixtures" / "slack" / "manifest.schema.1.0.0.json"

@@ -24,7 +24,13 @@ from app.models import (
     SessionState,
 )
 from app.policy import Policy, load_policy
-from app.slack import views
+from app.slack.blocks.answers import help_text, list_text, problem_text
+from app.slack.blocks.card import approval_card, card_text
+from app.slack.blocks.dm import closeout_prompt, granted_message
+from app.slack.blocks.home import Home, home_view
+from app.slack.blocks.modals import closeout_modal, deny_modal, extend_modal, request_modal
+from app.slack.blocks.mrkdwn import what
+from app.slack.blocks.thread import closeout_note
 from app.slack.text import with_mentions
 from tests.conftest import BOB, LEAD1, BotHarness
 from tests.mrkdwn import mrkdwn_in, problems, report, texts_of_answer, write_hostile_policy
@@ -238,10 +244,10 @@ def test_every_card_state_renders_as_written(policy: Policy) -> None:
         for session_name, session_fields in SESSIONS.items():
             request = _request(**fields)
             session = None if session_fields is None else _session(request, **session_fields)
-            card = views.approval_card(policy, request, session, "<@U0LEAD1>, <!subteam^S0SRE>")
+            card = approval_card(policy, request, session, "<@U0LEAD1>, <!subteam^S0SRE>")
             where = f"card {name} / {session_name}"
             texts += [(where, text) for text in mrkdwn_in(card)]
-            texts.append((where + " text", views.card_text(request)))
+            texts.append((where + " text", card_text(request)))
     assert len(texts) > 500
     assert report(texts) == []
 
@@ -251,7 +257,7 @@ def test_every_message_modal_and_home_view_renders_as_written(policy: Policy) ->
     request = _request()
     sessions = [_session(request, **(f or {})) for f in SESSIONS.values()]
     history = [_request(**f) for f in REQUESTS.values()]
-    home = views.Home(
+    home = Home(
         sessions=sessions,
         requests=[request],
         to_decide=[request],
@@ -260,29 +266,29 @@ def test_every_message_modal_and_home_view_renders_as_written(policy: Policy) ->
         systems=list(policy.systems),
     )
     rendered = {
-        "home": views.home_view(policy, home, now),
-        "home, nothing": views.home_view(policy, views.Home(), now),
-        "granted": views.granted_message(policy, sessions[1]),
-        "closeout prompt": views.closeout_prompt(policy, sessions[-1]),
-        "closeout reminder": views.closeout_prompt(policy, sessions[-1], reminder=2),
-        "closeout modal": views.closeout_modal(sessions[-1]),
-        "deny modal": views.deny_modal(request),
-        "extend modal": views.extend_modal(policy, sessions[1], timedelta(hours=1)),
-        "extend modal, no room": views.extend_modal(policy, sessions[1], timedelta(0)),
-        "request modal": views.request_modal(policy),
-        "request modal, role": views.request_modal(policy, "orders-api", "read", breakglass=True),
-        "request modal, nothing": views.request_modal(policy, systems=[]),
+        "home": home_view(policy, home, now),
+        "home, nothing": home_view(policy, Home(), now),
+        "granted": granted_message(policy, sessions[1]),
+        "closeout prompt": closeout_prompt(policy, sessions[-1]),
+        "closeout reminder": closeout_prompt(policy, sessions[-1], reminder=2),
+        "closeout modal": closeout_modal(sessions[-1]),
+        "deny modal": deny_modal(request),
+        "extend modal": extend_modal(policy, sessions[1], timedelta(hours=1)),
+        "extend modal, no room": extend_modal(policy, sessions[1], timedelta(0)),
+        "request modal": request_modal(policy),
+        "request modal, role": request_modal(policy, "orders-api", "read", breakglass=True),
+        "request modal, nothing": request_modal(policy, systems=[]),
     }
     texts = [(name, text) for name, payload in rendered.items() for text in mrkdwn_in(payload)]
     texts += [
-        ("help", views.help_text(policy)),
-        ("help, no systems", views.help_text(policy, [])),
-        ("problem", views.problem_text({"system": f"Unknown system '{HOSTILE}'."})),
-        ("list", views.list_text(history, sessions)),
-        ("list, nothing", views.list_text([], [])),
-        ("closeout thread", views.closeout_thread_text(sessions[-1])),
+        ("help", help_text(policy)),
+        ("help, no systems", help_text(policy, [])),
+        ("problem", problem_text({"system": f"Unknown system '{HOSTILE}'."})),
+        ("list", list_text(history, sessions)),
+        ("list, nothing", list_text([], [])),
+        ("closeout thread", closeout_note(sessions[-1])),
     ]
     assert report(texts) == []
-    assert "staging access to *Orders staging &lt;beta&gt; &amp; co*" in views.what(
+    assert "staging access to *Orders staging &lt;beta&gt; &amp; co*" in what(
         _request(system_id="orders-staging"), policy
     )

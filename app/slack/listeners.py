@@ -42,8 +42,8 @@ from app.operations.request_access import (
     submit_request,
 )
 from app.operations.review_breakglass import review_breakglass
-from app.slack import views
 from app.slack.after_ack import AfterAck
+from app.slack.blocks import answers, modals
 from app.slack.ids import Action, Block, Callback
 from app.slack.text import escape, unescape, with_mentions
 
@@ -64,10 +64,10 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
             ack()
             later(client.views_open, trigger_id=command["trigger_id"], view=_modal(user))
         elif word == "help":
-            ack(text=views.help_text(ctx.policy, people.requestable(ctx, user)))
+            ack(text=answers.help_text(ctx.policy, people.requestable(ctx, user)))
         elif word in ("list", "status"):
             with transaction(ctx.db) as db:
-                answer = views.list_text(
+                answer = answers.list_text(
                     queries.pending_requests(db, user), queries.open_sessions(db, user)
                 )
             ack(text=answer)
@@ -80,7 +80,7 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
 
     def _modal(user: str, system: str | None = None, role: str | None = None) -> dict:
         chosen = ctx.policy.system(system) if system else None
-        return views.request_modal(
+        return modals.request_modal(
             ctx.policy,
             system,
             role,
@@ -96,7 +96,7 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
         parts = " ".join(words).split(maxsplit=4)
         if len(parts) < len(QUICK_FIELDS):
             missing = ", ".join(QUICK_FIELDS[len(parts) :])
-            ack(text=views.problem_text({"missing": f"Missing: {missing}."}))
+            ack(text=answers.problem_text({"missing": f"Missing: {missing}."}))
             return
         try:
             # stored before we say so
@@ -104,9 +104,9 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
             form = RequestForm(system, role, duration, ticket, reason, breakglass=breakglass)
             request = create_request(ctx, user, form)
         except InvalidRequest as exc:
-            ack(text=views.problem_text(exc.errors, exc.mentions))
+            ack(text=answers.problem_text(exc.errors, exc.mentions))
             return
-        ack(text=views.accepted_text(request, policy_route(ctx.policy, request)))
+        ack(text=answers.accepted_text(request, policy_route(ctx.policy, request)))
         _submit(request)
 
     def _submit(request: AccessRequest) -> None:
@@ -199,7 +199,7 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
             AccessRequest,
             action["value"],
             lambda request, user: check_may_deny(ctx, request, user),
-            views.deny_modal,
+            modals.deny_modal,
             body,
             client,
         )
@@ -248,7 +248,7 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
             AccessSession,
             action["value"],
             check_extender,
-            lambda session: views.extend_modal(
+            lambda session: modals.extend_modal(
                 ctx.policy, session, extension_room(ctx.policy, session)
             ),
             body,
@@ -289,7 +289,7 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
             AccessSession,
             action["value"],
             check_closeout_writer,
-            views.closeout_modal,
+            modals.closeout_modal,
             body,
             client,
         )

@@ -40,7 +40,7 @@ from app.operations.request_access import attach_card
 from app.policy import Policy
 from app.policy_values import format_duration
 from app.review import Review, render_markdown
-from app.slack import views
+from app.slack.blocks import card, dm, home, mrkdwn, thread
 from app.slack.outbox import NoticeOutbox, describe
 from app.slack.text import escape, quote, slack_date
 
@@ -114,8 +114,8 @@ class SlackNotifier:
         self.client.chat_update(
             channel=request.card_channel,
             ts=request.card_ts,
-            text=views.card_text(request),
-            blocks=views.approval_card(self.policy, request, session, self._approvers(request)),
+            text=card.card_text(request),
+            blocks=card.approval_card(self.policy, request, session, self._approvers(request)),
         )
         return request
 
@@ -168,8 +168,8 @@ class SlackNotifier:
             homes = {
                 user: self._home(db, user, pending, reviews) for user in dict.fromkeys(user_ids)
             }
-        for user, home in homes.items():
-            self.client.views_publish(user_id=user, view=views.home_view(self.policy, home, now))
+        for user, shown in homes.items():
+            self.client.views_publish(user_id=user, view=home.home_view(self.policy, shown, now))
 
     def _home(
         self,
@@ -177,7 +177,7 @@ class SlackNotifier:
         user: str,
         pending: list[AccessRequest],
         reviews: list[AccessRequest],
-    ) -> views.Home:
+    ) -> home.Home:
         def mine_to_decide(request: AccessRequest) -> bool:
             system = self.policy.system(request.system_id)
             return (
@@ -187,7 +187,7 @@ class SlackNotifier:
                 and people.may_approve(self._ctx, system, request.role_id, user)
             )
 
-        return views.Home(
+        return home.Home(
             sessions=queries.open_sessions(db, user),
             requests=[r for r in pending if r.requester_id == user],
             to_decide=[r for r in pending if mine_to_decide(r)],
@@ -221,8 +221,8 @@ class SlackNotifier:
         try:
             posted = self.client.chat_postMessage(
                 channel=channel,
-                text=views.card_text(request),
-                blocks=views.approval_card(self.policy, request, session, self._approvers(request)),
+                text=card.card_text(request),
+                blocks=card.approval_card(self.policy, request, session, self._approvers(request)),
             )
         except SlackApiError as exc:
             self._dm(
@@ -234,7 +234,7 @@ class SlackNotifier:
             raise
         attach_card(self._ctx, request.id, posted["channel"], posted["ts"])
         request.card_channel, request.card_ts = posted["channel"], posted["ts"]
-        if views.reason_cut(request):
+        if card.reason_cut(request):
             self._thread(request, "*Full reason*\n" + quote(request.reason, 2900))
         if request.kind == RequestKind.extension:
             self._thread(
@@ -246,7 +246,7 @@ class SlackNotifier:
         if request.state == RequestState.pending:
             self._dm(
                 request.requester_id,
-                f"Your request `{request.id}` for {views.what(request, self.policy)} "
+                f"Your request `{request.id}` for {mrkdwn.what(request, self.policy)} "
                 f"(ticket {escape(request.ticket)}) is waiting for approval in <#{channel}>.",
             )
         elif request.route == Route.breakglass:
@@ -273,7 +273,7 @@ class SlackNotifier:
     def request_decided(self, request: AccessRequest) -> None:
         request = self._refresh_card(request.id) or request
         _, session = self._load(request.id)
-        what = views.what(request, self.policy)
+        what = mrkdwn.what(request, self.policy)
         text: str | None
         if request.state == RequestState.denied:
             reason = f" Reason: {escape(request.decision_note)}" if request.decision_note else ""
@@ -291,7 +291,7 @@ class SlackNotifier:
         elif request.kind == RequestKind.extension and session and session.expires_at:
             ends = slack_date(session.expires_at)
             text = f":stopwatch: Extension `{request.id}` approved: your {what} now ends {ends}."
-            by = views.decided_line(request)
+            by = card.decided_line(request)
             self._thread(self._story(request), f":stopwatch: Extended until {ends}. {by}")
         elif request.route == Route.breakglass:
             text = (
@@ -299,7 +299,7 @@ class SlackNotifier:
                 "are told and will review it."
             )
         elif request.route != Route.approvers:
-            text = f"{views.decided_line(request)}: request `{request.id}`. Granting {what}…"
+            text = f"{card.decided_line(request)}: request `{request.id}`. Granting {what}…"
         else:
             who = ", ".join(f"<@{a}>" for a in request.approved_by) or f"<@{request.decided_by}>"
             text = (
@@ -315,7 +315,7 @@ class SlackNotifier:
         system = self.policy.system(request.system_id)
         text = (
             f":rotating_light: *Break-glass not reviewed* — <@{request.requester_id}> took "
-            f"{views.what(request, self.policy)} (`{request.id}`, ticket "
+            f"{mrkdwn.what(request, self.policy)} (`{request.id}`, ticket "
             f"{escape(request.ticket)}) without approval. {self._approvers(request)}: please "
             f"review it on the card (reminder {request.escalations})."
         )
@@ -354,12 +354,12 @@ class SlackNotifier:
             f":unlock: Granted to `{escape(session.identity or '')}`; "
             f"ends {slack_date(session.expires_at)}.",
         )
-        kind = views.access_kind(self.policy.system(session.system_id))
+        kind = mrkdwn.access_kind(self.policy.system(session.system_id))
         self._dm(
             session.requester_id,
             f"You have {escape(session.role_id)} {kind} to {escape(session.system_id)} until "
             f"{slack_date(session.expires_at)}.",
-            views.granted_message(self.policy, session),
+            dm.granted_message(self.policy, session),
         )
         self._homes_of(request)
 
@@ -367,7 +367,7 @@ class SlackNotifier:
     def grant_failed(self, session: AccessSession) -> None:
         request = self._refresh_card(session.request_id)
         error = escape(session.last_error or "unknown error")
-        what = views.what(session, self.policy)
+        what = mrkdwn.what(session, self.policy)
         if session.state == SessionState.grant_unknown:
             self._thread(request, f":warning: Grant outcome unknown: {error}. Checking again.")
             self._dm(
@@ -394,7 +394,7 @@ class SlackNotifier:
     @_never_raises
     def session_ended(self, session: AccessSession) -> None:
         request = self._refresh_card(session.request_id)
-        self._thread(request, f":lock: Access ended ({views.end_reason_text(session)}).")
+        self._thread(request, f":lock: Access ended ({card.end_reason_text(session)}).")
         if session.attempts >= self._alert_after():
             self._thread(
                 request,
@@ -402,11 +402,11 @@ class SlackNotifier:
                 "failed attempts; the access is removed.",
                 broadcast=True,
             )
-        kind = views.access_kind(self.policy.system(session.system_id))
+        kind = mrkdwn.access_kind(self.policy.system(session.system_id))
         self._dm(
             session.requester_id,
             f"Your {kind} {session.id} has ended. Please write a closeout note.",
-            views.closeout_prompt(self.policy, session),
+            dm.closeout_prompt(self.policy, session),
         )
         self._homes_of(request)
 
@@ -432,7 +432,7 @@ class SlackNotifier:
         self._dm(
             session.requester_id,
             f"Reminder: the closeout note for {session.id} is missing.",
-            views.closeout_prompt(self.policy, session, reminder=session.reminders_sent),
+            dm.closeout_prompt(self.policy, session, reminder=session.reminders_sent),
         )
 
     @_never_raises
@@ -442,7 +442,7 @@ class SlackNotifier:
         self._thread(
             request,
             f":memo: *Closeout note missing* — <@{session.requester_id}> has not said what "
-            f"changed during {views.what(session, self.policy)} (`{session.id}`), after "
+            f"changed during {mrkdwn.what(session, self.policy)} (`{session.id}`), after "
             f"{session.reminders_sent} reminders.",
             broadcast=True,
         )
@@ -450,7 +450,7 @@ class SlackNotifier:
     @_never_raises
     def closeout_recorded(self, session: AccessSession) -> None:
         request = self._refresh_card(session.request_id)
-        self._thread(request, views.closeout_thread_text(session))
+        self._thread(request, thread.closeout_note(session))
         self._dm(
             session.requester_id, f":memo: Thanks, your closeout note for `{session.id}` is saved."
         )
@@ -461,7 +461,7 @@ class SlackNotifier:
         thread and, broadcast from there, in the approver channel (or plainly in the channel
         when the card was never posted)."""
         text = (
-            f":rotating_light: *Access drift* — {views.what(session, self.policy)} of "
+            f":rotating_light: *Access drift* — {mrkdwn.what(session, self.policy)} of "
             f"<@{session.requester_id}> (`{session.id}`): {escape(detail)}"
         )
         request, _ = self._load(session.request_id)

@@ -22,7 +22,7 @@ from app.operations.grant_session import grant_session
 from app.operations.record_closeout import record_closeout
 from app.operations.request_access import RequestForm, create_request
 from app.review import build_review, render
-from app.slack.notices import publish_review
+from app.slack.notifier import publish_review
 from tests.conftest import ALICE, BOB, LEAD1, LEAD2, MALLORY, BotHarness
 from tests.fakes.webhook_receiver import WebhookReceiver
 

@@ -1,7 +1,7 @@
 """Tell people in Slack what happened: the card in the approver channel (updated in place), its
-thread (one thread tells the story of one access), and DMs to the requester. Texts are mrkdwn
-(a message's `text` too): everything in them is escaped where it is put in, and only mentions,
-channels and dates are raw (the rule: app/slack/text.py).
+thread (one thread tells the story of one access), DMs to the requester, and the Home tabs.
+The notifier writes no text itself: it loads the rows, asks app/slack/blocks/ for what to say
+(card, thread, dm, home, review), and sends it.
 
 Every method runs after the state change is committed, re-reads the rows, and never raises
 into the operation: the revoke is done first and the notice follows. A notice Slack still
@@ -15,7 +15,6 @@ import functools
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any, TypeVar
 
 import structlog
@@ -26,23 +25,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app import clock, metrics
 from app.db import reading
-from app.models import (
-    AccessRequest,
-    AccessSession,
-    RequestKind,
-    RequestState,
-    ReviewState,
-    Route,
-    SessionState,
-)
+from app.models import AccessRequest, AccessSession, RequestKind, RequestState, ReviewState, Route
 from app.operations import people, queries
 from app.operations.request_access import attach_card
 from app.policy import Policy
-from app.policy_values import format_duration
-from app.review import Review, render_markdown
-from app.slack.blocks import card, dm, home, mrkdwn, thread
+from app.review import Review
+from app.slack.blocks import card, dm, home, thread
+from app.slack.blocks.review import review_upload
 from app.slack.outbox import NoticeOutbox, describe
-from app.slack.text import escape, quote, slack_date
 
 log = structlog.get_logger(__name__)
 HOME_FRESH_SECONDS = 3600  # an opened Home tab is republished on changes for this long
@@ -225,86 +215,37 @@ class SlackNotifier:
                 blocks=card.approval_card(self.policy, request, session, self._approvers(request)),
             )
         except SlackApiError as exc:
-            self._dm(
-                request.requester_id,
-                f":warning: Your request `{request.id}` could not be posted to <#{channel}> "
-                f"({escape(str(exc.response.get('error')))}). Nobody has seen it yet; ask an "
-                "admin to invite the bot to that channel.",
-            )
+            error = str(exc.response.get("error"))
+            self._dm(request.requester_id, dm.card_not_posted(request, channel, error))
             raise
         attach_card(self._ctx, request.id, posted["channel"], posted["ts"])
         request.card_channel, request.card_ts = posted["channel"], posted["ts"]
         if card.reason_cut(request):
-            self._thread(request, "*Full reason*\n" + quote(request.reason, 2900))
+            self._thread(request, thread.full_reason(request))
         if request.kind == RequestKind.extension:
-            self._thread(
-                self._story(request),
-                f":stopwatch: <@{request.requester_id}> asked for "
-                f"{format_duration(timedelta(seconds=request.duration_seconds))} more "
-                f"(request `{request.id}`, a new card in <#{channel}>).",
-            )
+            self._thread(self._story(request), thread.extension_asked(request, channel))
         if request.state == RequestState.pending:
-            self._dm(
-                request.requester_id,
-                f"Your request `{request.id}` for {mrkdwn.what(request, self.policy)} "
-                f"(ticket {escape(request.ticket)}) is waiting for approval in <#{channel}>.",
-            )
+            self._dm(request.requester_id, dm.waiting_for_approval(self.policy, request, channel))
         elif request.route == Route.breakglass:
-            self._thread(
-                request,
-                f":rotating_light: Break-glass by <@{request.requester_id}>: access granted "
-                f"without approval. {self._approvers(request)}: please review (Acknowledge or "
-                "Flag on the card).",
-            )
+            self._thread(request, thread.breakglass_taken(request, self._approvers(request)))
         self._homes_of(request)
 
     @_never_raises
     def approval_counted(self, request: AccessRequest, approver_id: str) -> None:
         request = self._refresh_card(request.id) or request
-        count, required = len(request.approved_by), request.approvals_required
-        self._thread(
-            request,
-            f":ballot_box_with_check: <@{approver_id}> approved ({count} of {required}); "
-            f"{required - count} more needed.",
-        )
+        self._thread(request, thread.approval_counted(request, approver_id))
         self._homes_of(request)
 
     @_never_raises
     def request_decided(self, request: AccessRequest) -> None:
         request = self._refresh_card(request.id) or request
         _, session = self._load(request.id)
-        what = mrkdwn.what(request, self.policy)
-        text: str | None
-        if request.state == RequestState.denied:
-            reason = f" Reason: {escape(request.decision_note)}" if request.decision_note else ""
-            by = f":x: <@{request.decided_by}> denied"
-            text = f"{by} your request `{request.id}` for {what}.{reason}"
-            self._thread(request, f"{by} the request.{reason}")
-        elif request.state == RequestState.lapsed:
-            text = (
-                f":hourglass: Your request `{request.id}` for {what} lapsed: "
-                f"{escape(request.decision_note or 'nobody decided in time')}. Ask again if you "
-                "still need it."
-            )
-        elif request.state == RequestState.cancelled:
-            text = None
-        elif request.kind == RequestKind.extension and session and session.expires_at:
-            ends = slack_date(session.expires_at)
-            text = f":stopwatch: Extension `{request.id}` approved: your {what} now ends {ends}."
-            by = card.decided_line(request)
-            self._thread(self._story(request), f":stopwatch: Extended until {ends}. {by}")
-        elif request.route == Route.breakglass:
-            text = (
-                f":rotating_light: Break-glass `{request.id}`: granting {what} now. The approvers "
-                "are told and will review it."
-            )
-        elif request.route != Route.approvers:
-            text = f"{card.decided_line(request)}: request `{request.id}`. Granting {what}…"
-        else:
-            who = ", ".join(f"<@{a}>" for a in request.approved_by) or f"<@{request.decided_by}>"
-            text = (
-                f":white_check_mark: {who} approved your request `{request.id}`. Granting {what}…"
-            )
+        line = thread.decided(request, session)
+        if line is not None:
+            # A denial is told in the request's own thread, an extension's new end in the story's.
+            story = request if request.state == RequestState.denied else self._story(request)
+            self._thread(story, line)
+        text = dm.decision(self.policy, request, session)
         if text:
             self._dm(request.requester_id, text)
         self._homes_of(request)
@@ -313,12 +254,7 @@ class SlackNotifier:
     def breakglass_escalated(self, request: AccessRequest) -> None:
         request = self._refresh_card(request.id) or request
         system = self.policy.system(request.system_id)
-        text = (
-            f":rotating_light: *Break-glass not reviewed* — <@{request.requester_id}> took "
-            f"{mrkdwn.what(request, self.policy)} (`{request.id}`, ticket "
-            f"{escape(request.ticket)}) without approval. {self._approvers(request)}: please "
-            f"review it on the card (reminder {request.escalations})."
-        )
+        text = thread.breakglass_unreviewed(self.policy, request, self._approvers(request))
         self._thread(request, text, broadcast=True)
         channel = system.breakglass.escalation_channel if system and system.breakglass else None
         if channel:
@@ -327,38 +263,18 @@ class SlackNotifier:
     @_never_raises
     def breakglass_reviewed(self, request: AccessRequest) -> None:
         request = self._refresh_card(request.id) or request
+        self._thread(request, thread.reviewed(request))
         if request.review_state == ReviewState.flagged:
-            self._thread(
-                request,
-                f":triangular_flag_on_post: <@{request.reviewed_by}> flagged this break-glass "
-                "access; it is being ended now.",
-            )
-            self._dm(
-                request.requester_id,
-                f":triangular_flag_on_post: <@{request.reviewed_by}> flagged your break-glass "
-                f"access `{request.id}`; it is being ended now.",
-            )
-        else:
-            self._thread(
-                request,
-                f":ballot_box_with_check: Reviewed and acknowledged by <@{request.reviewed_by}>.",
-            )
+            self._dm(request.requester_id, dm.breakglass_flagged(request))
         self._homes_of(request)
 
     @_never_raises
     def session_granted(self, session: AccessSession) -> None:
         request = self._refresh_card(session.request_id)
-        assert session.expires_at is not None
-        self._thread(
-            request,
-            f":unlock: Granted to `{escape(session.identity or '')}`; "
-            f"ends {slack_date(session.expires_at)}.",
-        )
-        kind = mrkdwn.access_kind(self.policy.system(session.system_id))
+        self._thread(request, thread.granted(session))
         self._dm(
             session.requester_id,
-            f"You have {escape(session.role_id)} {kind} to {escape(session.system_id)} until "
-            f"{slack_date(session.expires_at)}.",
+            dm.granted_text(self.policy, session),
             dm.granted_message(self.policy, session),
         )
         self._homes_of(request)
@@ -366,46 +282,19 @@ class SlackNotifier:
     @_never_raises
     def grant_failed(self, session: AccessSession) -> None:
         request = self._refresh_card(session.request_id)
-        error = escape(session.last_error or "unknown error")
-        what = mrkdwn.what(session, self.policy)
-        if session.state == SessionState.grant_unknown:
-            self._thread(request, f":warning: Grant outcome unknown: {error}. Checking again.")
-            self._dm(
-                session.requester_id,
-                f":warning: Granting {what} failed ({error}) and the system could not say "
-                "whether it is in place. It is being checked again and revoked if found; ask "
-                "for it again if you still need it.",
-            )
-        else:
-            self._thread(request, f":warning: Grant failed: {error}. Nothing was granted.")
-            system = self.policy.system(session.system_id)
-            window = format_duration(self.policy.retry_within(system)) if system else None
-            self._dm(
-                session.requester_id,
-                f":warning: Granting {what} failed: {error}. Nothing was granted; you or an "
-                + (
-                    f"approver can retry from the card within {window} of the approval."
-                    if window
-                    else "approver can ask again."
-                ),
-            )
+        self._thread(request, thread.grant_failed(session))
+        self._dm(session.requester_id, dm.grant_failed(self.policy, session))
         self._homes_of(request)
 
     @_never_raises
     def session_ended(self, session: AccessSession) -> None:
         request = self._refresh_card(session.request_id)
-        self._thread(request, f":lock: Access ended ({card.end_reason_text(session)}).")
+        self._thread(request, thread.ended(session))
         if session.attempts >= self._alert_after():
-            self._thread(
-                request,
-                f":white_check_mark: Revoke of `{session.id}` completed after {session.attempts} "
-                "failed attempts; the access is removed.",
-                broadcast=True,
-            )
-        kind = mrkdwn.access_kind(self.policy.system(session.system_id))
+            self._thread(request, thread.revoke_completed(session), broadcast=True)
         self._dm(
             session.requester_id,
-            f"Your {kind} {session.id} has ended. Please write a closeout note.",
+            dm.ended_text(self.policy, session),
             dm.closeout_prompt(self.policy, session),
         )
         self._homes_of(request)
@@ -413,12 +302,9 @@ class SlackNotifier:
     @_never_raises
     def revoke_failed(self, session: AccessSession) -> None:
         request = self._refresh_card(session.request_id)
-        retry = slack_date(session.next_attempt_at) if session.next_attempt_at else "soon"
         self._thread(
             request,
-            f":rotating_light: Revoke failed (attempt {session.attempts}): "
-            f"{escape(session.last_error or 'unknown error')}. Access is still in place; "
-            f"retrying {retry}.",
+            thread.revoke_failed(session),
             # Past the threshold the approver channel sees it too (once; then in the thread).
             broadcast=session.attempts == self._alert_after(),
         )
@@ -431,7 +317,7 @@ class SlackNotifier:
     def closeout_reminder(self, session: AccessSession) -> None:
         self._dm(
             session.requester_id,
-            f"Reminder: the closeout note for {session.id} is missing.",
+            dm.reminder_text(session),
             dm.closeout_prompt(self.policy, session, reminder=session.reminders_sent),
         )
 
@@ -439,31 +325,20 @@ class SlackNotifier:
     def closeout_missing(self, session: AccessSession) -> None:
         """After the last reminder: the approvers hear that the note is still missing."""
         request, _ = self._load(session.request_id)
-        self._thread(
-            request,
-            f":memo: *Closeout note missing* — <@{session.requester_id}> has not said what "
-            f"changed during {mrkdwn.what(session, self.policy)} (`{session.id}`), after "
-            f"{session.reminders_sent} reminders.",
-            broadcast=True,
-        )
+        self._thread(request, thread.closeout_missing(self.policy, session), broadcast=True)
 
     @_never_raises
     def closeout_recorded(self, session: AccessSession) -> None:
         request = self._refresh_card(session.request_id)
         self._thread(request, thread.closeout_note(session))
-        self._dm(
-            session.requester_id, f":memo: Thanks, your closeout note for `{session.id}` is saved."
-        )
+        self._dm(session.requester_id, dm.closeout_saved(session))
 
     @_never_raises
     def drift_found(self, session: AccessSession, detail: str) -> None:
         """Reconciliation found access that does not match the session: said in the card's
         thread and, broadcast from there, in the approver channel (or plainly in the channel
         when the card was never posted)."""
-        text = (
-            f":rotating_light: *Access drift* — {mrkdwn.what(session, self.policy)} of "
-            f"<@{session.requester_id}> (`{session.id}`): {escape(detail)}"
-        )
+        text = thread.drift(self.policy, session, detail)
         request, _ = self._load(session.request_id)
         if request is not None and request.card_channel and request.card_ts:
             self._thread(request, text, broadcast=True)
@@ -475,80 +350,11 @@ class SlackNotifier:
 
 def publish_review(client: WebClient, channel: str, review: Review) -> None:
     """The review as a short summary in the channel with the Markdown report attached."""
+    upload = review_upload(review)
     client.files_upload_v2(
         channel=channel,
-        filename=f"access-review-{review.since:%Y-%m-%d}-to-{review.until:%Y-%m-%d}.md",
-        title=f"Access review {review.since:%Y-%m-%d} to {review.until:%Y-%m-%d}",
-        content=render_markdown(review),
-        initial_comment=":clipboard: " + escape(review.summary()),
+        filename=upload.filename,
+        title=upload.title,
+        content=upload.content,
+        initial_comment=upload.initial_comment,
     )
-
-
-class SlackDirectory:
-    """People facts from Slack, cached: emails from users.info (scope users:read.email), user
-    group members from usergroups.list + usergroups.users.list (scope usergroups:read)."""
-
-    def __init__(
-        self, client: WebClient, ttl_seconds: float = 600, group_ttl_seconds: float = 60
-    ) -> None:
-        self.client = client
-        self.ttl = ttl_seconds
-        self.group_ttl = group_ttl_seconds
-        self._cache: dict[str, tuple[float, Any]] = {}
-        self._lock = threading.Lock()
-
-    def _cached(self, key: str, ttl: float, load: Callable[[], Any]) -> Any:
-        with self._lock:
-            hit = self._cache.get(key)
-        if hit and time.monotonic() - hit[0] < ttl:
-            return hit[1]
-        value = load()
-        with self._lock:
-            self._cache[key] = (time.monotonic(), value)
-        return value
-
-    def email_for(self, user_id: str) -> str | None:
-        def load() -> str | None:
-            try:
-                user = self.client.users_info(user=user_id)["user"]
-            except SlackApiError as exc:
-                raise ValueError(
-                    f"cannot look up <@{user_id}> in Slack ({exc.response.get('error')})"
-                ) from None
-            return (user.get("profile") or {}).get("email")
-
-        return self._cached(f"email:{user_id}", self.ttl, load)
-
-    def _group_ids(self) -> dict[str, str]:
-        def load() -> dict[str, str]:
-            try:
-                groups = self.client.usergroups_list()["usergroups"]
-            except SlackApiError as exc:
-                raise LookupError(
-                    f"cannot list user groups ({exc.response.get('error')})"
-                ) from None
-            return {g["handle"]: g["id"] for g in groups if not g.get("date_delete")}
-
-        return self._cached("groups", self.group_ttl, load)
-
-    def group_id(self, handle: str) -> str | None:
-        try:
-            return self._group_ids().get(handle)
-        except LookupError:
-            return None
-
-    def group_members(self, handle: str) -> set[str]:
-        group_id = self._group_ids().get(handle)
-        if group_id is None:
-            raise LookupError(f"no user group @{handle} in this workspace")
-
-        def load() -> set[str]:
-            try:
-                users = self.client.usergroups_users_list(usergroup=group_id)["users"]
-            except SlackApiError as exc:
-                raise LookupError(
-                    f"cannot read @{handle}'s members ({exc.response.get('error')})"
-                ) from None
-            return set(users)
-
-        return self._cached(f"group:{group_id}", self.group_ttl, load)

@@ -53,21 +53,33 @@ class Decision:
         return self.request.state == RequestState.approved
 
 
+def may_decide(ctx: AppContext, request: AccessRequest, user_id: str) -> bool:
+    """The rule of who decides a request: an approver of its system's role (by the policy in
+    force now), never its requester. Asked outside any transaction: a user group may need a
+    (cached) Slack call."""
+    system = ctx.policy.system(request.system_id)
+    return (
+        system is not None
+        and user_id != request.requester_id
+        and people.may_approve(ctx, system, request.role_id, user_id)
+    )
+
+
 def check_decider(ctx: AppContext, request: AccessRequest, user_id: str, verb: str) -> None:
-    """May `user_id` approve or deny this request? Raises NotAllowed with the reason. Asked
-    outside any transaction: a user group may need a (cached) Slack call."""
+    """May `user_id` approve or deny this request (`may_decide`)? If not, raises NotAllowed
+    saying why: the system is gone, it is their own request, or who the approvers are."""
+    if may_decide(ctx, request, user_id):
+        return
     system = ctx.policy.system(request.system_id)
     if system is None:
         raise NotAllowed(f"System {request.system_id} is no longer in the policy.")
     if user_id == request.requester_id:
         raise NotAllowed(f"You can't {verb} your own request; another approver has to.")
-    if not people.may_approve(ctx, system, request.role_id, user_id):
-        who = people.mention_list(ctx, ctx.policy.approvers_of(system, request.role_id))
-        raise NotAllowed(
-            f"Only the approvers of {system.name} {request.role_id} can {verb} this: "
-            f"{', '.join(who)}.",
-            mentions=who,
-        )
+    who = people.mention_list(ctx, ctx.policy.approvers_of(system, request.role_id))
+    raise NotAllowed(
+        f"Only the approvers of {system.name} {request.role_id} can {verb} this: {', '.join(who)}.",
+        mentions=who,
+    )
 
 
 def check_may_deny(ctx: AppContext, request: AccessRequest, user_id: str) -> None:

@@ -27,6 +27,7 @@ from app import clock, metrics
 from app.db import reading
 from app.models import AccessRequest, AccessSession, RequestKind, RequestState, ReviewState, Route
 from app.operations import people, queries
+from app.operations.decide_request import may_decide
 from app.operations.request_access import attach_card
 from app.policy import Policy
 from app.review import Review
@@ -169,13 +170,7 @@ class SlackNotifier:
         reviews: list[AccessRequest],
     ) -> home.Home:
         def mine_to_decide(request: AccessRequest) -> bool:
-            system = self.policy.system(request.system_id)
-            return (
-                system is not None
-                and request.requester_id != user
-                and user not in request.approved_by
-                and people.may_approve(self._ctx, system, request.role_id, user)
-            )
+            return user not in request.approved_by and may_decide(self._ctx, request, user)
 
         return home.Home(
             sessions=queries.open_sessions(db, user),

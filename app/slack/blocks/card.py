@@ -278,6 +278,7 @@ def _session_status(session: AccessSession) -> str:
 
 
 def end_reason_text(session: AccessSession) -> str:
+    """Why the access ended, as a clause: "expired", "ended early by @bob"…"""
     if session.end_reason == EndReason.released:
         return f"ended early by <@{session.ended_by}>"
     if session.end_reason == EndReason.admin:

@@ -79,6 +79,7 @@ def home_view(policy: Policy, home: Home, now: datetime) -> dict:
 
 
 def request_line(request: AccessRequest) -> str:
+    """One request in a line: what, how long (an extension: how much more), ticket, when."""
     duration = format_duration(timedelta(seconds=request.duration_seconds))
     kind = "extension +" if request.kind == RequestKind.extension else ""
     return (
@@ -88,6 +89,7 @@ def request_line(request: AccessRequest) -> str:
 
 
 def history_outcome(request: AccessRequest) -> str:
+    """How a past request ended, in a word (a break-glass says so)."""
     if request.state == RequestState.approved:
         return "break-glass" if request.route == Route.breakglass else "approved"
     return request.state.value

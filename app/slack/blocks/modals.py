@@ -158,6 +158,7 @@ def request_modal(
 
 
 def closeout_modal(session: AccessSession) -> dict:
+    """The closeout note: what changed during the access, and follow-ups."""
     view = View(
         type="modal",
         callback_id=Callback.closeout_modal,
@@ -191,6 +192,7 @@ def closeout_modal(session: AccessSession) -> dict:
 
 
 def deny_modal(request: AccessRequest) -> dict:
+    """Deny, with an optional reason the requester sees."""
     return View(
         type="modal",
         callback_id=Callback.deny_modal,

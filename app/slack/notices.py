@@ -3,20 +3,19 @@ thread (one thread tells the story of one access), and DMs to the requester. Tex
 (a message's `text` too): everything in them is escaped where it is put in, and only mentions,
 channels and dates are raw (the rule: app/slack/text.py).
 
-Every method runs after the state change is committed, re-reads the rows, and never raises
-into the operation: the revoke is done first and the notice follows. A notice Slack still
-refuses after the client's retries is kept in the outbox and sent again later (outbox.py), so
-a Slack outage delays a message and never blocks or loses a grant or a revoke.
+Every method runs after the state change is committed and re-reads the rows; it is called by
+the outbox (app/delivery/outbox.py, through app/slack/delivery.py), never by an operation: an
+error it raises keeps the notice to be sent again later, so a Slack outage delays a message and
+never blocks or loses a grant or a revoke.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 from slack_sdk import WebClient
@@ -24,7 +23,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import clock, metrics
+from app import clock
 from app.db import reading
 from app.models import (
     AccessRequest,
@@ -41,38 +40,10 @@ from app.policy import Policy
 from app.policy_values import format_duration
 from app.review import Review, render_markdown
 from app.slack import views
-from app.slack.outbox import NoticeOutbox, describe
 from app.slack.text import escape, quote, slack_date
 
 log = structlog.get_logger(__name__)
 HOME_FRESH_SECONDS = 3600  # an opened Home tab is republished on changes for this long
-F = TypeVar("F", bound=Callable[..., None])
-
-
-def use_outbox(notifier: SlackNotifier, outbox: NoticeOutbox) -> None:
-    """Send this notifier's notices through `outbox` (see `_never_raises`)."""
-    notifier.outbox = outbox
-
-
-def _never_raises(fn: F) -> F:
-    """A notice never raises into the operation that sent it. With an outbox (`use_outbox`,
-    as the bot and the CLI set up) it is sent through it: in order, off the caller's thread in
-    the serving process, and kept to be sent again when Slack still refuses it after the
-    client's retries (app/slack/outbox.py). Without one a failure is logged and counted."""
-
-    @functools.wraps(fn)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
-        outbox = getattr(self, "outbox", None)
-        if outbox is not None:
-            outbox.send(self, fn.__name__, args, kwargs)
-            return
-        try:
-            fn(self, *args, **kwargs)
-        except Exception as exc:
-            log.warning("slack_notice_failed", notice=fn.__name__, error=describe(exc))
-            metrics.SLACK_API_ERRORS.labels(notice=fn.__name__).inc()
-
-    return wrapper  # type: ignore[return-value]
 
 
 class SlackNotifier:
@@ -81,7 +52,6 @@ class SlackNotifier:
         self.policy = policy
         self.db = db
         self._ctx: Any = None  # set by bind(): card ids and approver groups need the context
-        self.outbox: NoticeOutbox | None = None  # set by use_outbox()
         self._viewers: dict[str, float] = {}  # who opened the Home tab, when (monotonic)
         self._viewers_lock = threading.Lock()
 
@@ -197,14 +167,12 @@ class SlackNotifier:
         )
 
     # --- Notifier ---
-    @_never_raises
     def home_opened(self, user_id: str) -> None:
         """Someone opened the Home tab: publish it, and keep it fresh for a while."""
         with self._viewers_lock:
             self._viewers[user_id] = time.monotonic()
         self._publish_homes([user_id])
 
-    @_never_raises
     def request_created(self, request: AccessRequest) -> None:
         channel = request.card_channel or ""
         session = None
@@ -258,7 +226,6 @@ class SlackNotifier:
             )
         self._homes_of(request)
 
-    @_never_raises
     def approval_counted(self, request: AccessRequest, approver_id: str) -> None:
         request = self._refresh_card(request.id) or request
         count, required = len(request.approved_by), request.approvals_required
@@ -269,7 +236,6 @@ class SlackNotifier:
         )
         self._homes_of(request)
 
-    @_never_raises
     def request_decided(self, request: AccessRequest) -> None:
         request = self._refresh_card(request.id) or request
         _, session = self._load(request.id)
@@ -309,7 +275,6 @@ class SlackNotifier:
             self._dm(request.requester_id, text)
         self._homes_of(request)
 
-    @_never_raises
     def breakglass_escalated(self, request: AccessRequest) -> None:
         request = self._refresh_card(request.id) or request
         system = self.policy.system(request.system_id)
@@ -324,7 +289,6 @@ class SlackNotifier:
         if channel:
             self.client.chat_postMessage(channel=channel, text=text)
 
-    @_never_raises
     def breakglass_reviewed(self, request: AccessRequest) -> None:
         request = self._refresh_card(request.id) or request
         if request.review_state == ReviewState.flagged:
@@ -345,7 +309,6 @@ class SlackNotifier:
             )
         self._homes_of(request)
 
-    @_never_raises
     def session_granted(self, session: AccessSession) -> None:
         request = self._refresh_card(session.request_id)
         assert session.expires_at is not None
@@ -363,7 +326,6 @@ class SlackNotifier:
         )
         self._homes_of(request)
 
-    @_never_raises
     def grant_failed(self, session: AccessSession) -> None:
         request = self._refresh_card(session.request_id)
         error = escape(session.last_error or "unknown error")
@@ -391,7 +353,6 @@ class SlackNotifier:
             )
         self._homes_of(request)
 
-    @_never_raises
     def session_ended(self, session: AccessSession) -> None:
         request = self._refresh_card(session.request_id)
         self._thread(request, f":lock: Access ended ({views.end_reason_text(session)}).")
@@ -410,7 +371,6 @@ class SlackNotifier:
         )
         self._homes_of(request)
 
-    @_never_raises
     def revoke_failed(self, session: AccessSession) -> None:
         request = self._refresh_card(session.request_id)
         retry = slack_date(session.next_attempt_at) if session.next_attempt_at else "soon"
@@ -427,7 +387,6 @@ class SlackNotifier:
     def _alert_after(self) -> int:
         return self._ctx.settings.revoke_alert_after if self._ctx is not None else 3
 
-    @_never_raises
     def closeout_reminder(self, session: AccessSession) -> None:
         self._dm(
             session.requester_id,
@@ -435,7 +394,6 @@ class SlackNotifier:
             views.closeout_prompt(self.policy, session, reminder=session.reminders_sent),
         )
 
-    @_never_raises
     def closeout_missing(self, session: AccessSession) -> None:
         """After the last reminder: the approvers hear that the note is still missing."""
         request, _ = self._load(session.request_id)
@@ -447,7 +405,6 @@ class SlackNotifier:
             broadcast=True,
         )
 
-    @_never_raises
     def closeout_recorded(self, session: AccessSession) -> None:
         request = self._refresh_card(session.request_id)
         self._thread(request, views.closeout_thread_text(session))
@@ -455,7 +412,6 @@ class SlackNotifier:
             session.requester_id, f":memo: Thanks, your closeout note for `{session.id}` is saved."
         )
 
-    @_never_raises
     def drift_found(self, session: AccessSession, detail: str) -> None:
         """Reconciliation found access that does not match the session: said in the card's
         thread and, broadcast from there, in the approver channel (or plainly in the channel

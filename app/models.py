@@ -263,8 +263,8 @@ class AuditChainHead(Base):
 
 class PendingNotice(Base):
     """A Slack notice that Slack refused even after the client's retries, kept to be sent again
-    (app/slack/outbox.py): which notifier method, the request and session it is about, and its
-    other arguments as JSON. Deleted once delivered; `failed_at` is set when it is given up."""
+    (app/delivery/): its kind (a NoticeKind value), the request and session it is about, and its
+    arguments as JSON. Deleted once delivered; `failed_at` is set when it is given up."""
 
     __tablename__ = "pending_notices"
     __table_args__ = (Index("ix_pending_notices_due", "failed_at", "next_attempt_at"),)

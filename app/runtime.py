@@ -14,8 +14,11 @@ from slack_sdk import WebClient
 
 from app import db as database
 from app.config import Settings
-from app.context import AppContext, NoDirectory, QuietNotifier
+from app.context import AppContext, NoDirectory
+from app.delivery.notices import QuietNotifier
+from app.delivery.outbox import Outbox
 from app.jobs.expire import announce_unposted_requests, resume_interrupted
+from app.jobs.notices import resend_pending_notices
 from app.jobs.review import schedule_review
 from app.jobs.scheduler import start_scheduler
 from app.oncall import pagerduty_from_settings
@@ -24,9 +27,10 @@ from app.policy import PolicyError, load_policy
 from app.providers.base import build_providers
 from app.slack.after_ack import AfterAck
 from app.slack.bolt_app import build_bolt_app, make_client
+from app.slack.delivery import deliver_to, describe
 from app.slack.directory import SlackDirectory
-from app.slack.notifier import SlackNotifier, publish_review, use_outbox
-from app.slack.outbox import NoticeOutbox, outbox_of, resend_pending_notices
+from app.slack.notifier import SlackNotifier, publish_review
+from app.slack.replays import FORGET_EVERY_SECONDS, forget_old_slack_requests
 
 
 def build_context(settings: Settings) -> AppContext:
@@ -45,10 +49,9 @@ def build_context(settings: Settings) -> AppContext:
     )
     if settings.slack_bot_token:
         client = make_client(settings)
-        notifier = SlackNotifier(client, policy, sessions)
-        notifier.bind(ctx)
-        use_outbox(notifier, NoticeOutbox(sessions, settings))
-        ctx.notify, ctx.directory = notifier, SlackDirectory(client)
+        slack = SlackNotifier(client, ctx)
+        ctx.notify = Outbox(sessions, settings, deliver_to(slack), describe)
+        ctx.directory = SlackDirectory(client)
     return ctx
 
 
@@ -64,12 +67,13 @@ class Bot:
         """Send notices off the callers' threads from now on, finish what a crash left, revoke
         what expired while down, post cards never posted, then run the timers (notices kept by
         the last run are sent again at once)."""
-        outbox = outbox_of(self.ctx.notify)
-        if outbox is not None:
-            outbox.start(self.ctx.settings.work_threads)
+        if isinstance(self.ctx.notify, Outbox):
+            self.ctx.notify.start(self.ctx.settings.work_threads)
         resume_interrupted(self.ctx)
         announce_unposted_requests(self.ctx)
-        self.scheduler = start_scheduler(self.ctx)
+        self.scheduler = start_scheduler(
+            self.ctx, also=[(forget_old_slack_requests, FORGET_EVERY_SECONDS)]
+        )
         self.scheduler.modify_job(resend_pending_notices.__name__, next_run_time=datetime.now(UTC))
         channel = self.ctx.settings.review_channel
         if channel:
@@ -92,9 +96,8 @@ class Bot:
             self.scheduler.shutdown(wait=True)
             self.scheduler = None
         self.later.shutdown()
-        outbox = outbox_of(self.ctx.notify)
-        if outbox is not None:
-            outbox.stop()
+        if isinstance(self.ctx.notify, Outbox):
+            self.ctx.notify.stop()
 
 
 def build_bot(settings: Settings, *, socket: bool = False, migrate: bool = True) -> Bot:

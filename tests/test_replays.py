@@ -14,7 +14,6 @@ from structlog.testing import capture_logs
 
 from app import clock
 from app.db import reading
-from app.jobs.scheduler import start_scheduler
 from app.models import AccessRequest, Approval, SeenSlackRequest, SessionState
 from app.slack.replays import forget_old_slack_requests
 from tests.conftest import BOB, LEAD1, SIGNING_SECRET, BotHarness, eventually
@@ -113,9 +112,11 @@ def test_seen_requests_are_forgotten_after_ten_minutes_by_a_timer(bot: BotHarnes
     assert forget_old_slack_requests(bot.ctx) == 1
     assert _count(bot, SeenSlackRequest) == 1
 
-    scheduler = start_scheduler(bot.ctx)
+    bot.bot.start_timers()  # as `serve` does
     try:
+        scheduler = bot.bot.scheduler
+        assert scheduler is not None
         job = eventually(lambda: scheduler.get_job(forget_old_slack_requests.__name__))
         assert job.trigger.interval == timedelta(minutes=1)
     finally:
-        scheduler.shutdown(wait=True)
+        bot.bot.stop()

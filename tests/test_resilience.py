@@ -27,9 +27,10 @@ from sqlalchemy import Engine, create_engine, select, text
 
 from app import clock
 from app.db import normalize_url, transaction
+from app.delivery import outbox as outbox_module
+from app.delivery.outbox import Outbox
+from app.jobs.notices import resend_pending_notices
 from app.models import AccessSession, PendingNotice, SessionState
-from app.slack import outbox as outbox_module
-from app.slack.outbox import outbox_of, resend_pending_notices
 from tests.conftest import (
     ALICE,
     BOB,
@@ -259,8 +260,8 @@ def test_stopping_keeps_the_notices_still_queued_for_the_next_start(
     bot = sqlite_bot
     sessions = [_granted(bot, f"orders-api read 15m PAY-4{n} look at logs") for n in (3, 4, 5)]
     monkeypatch.setattr(outbox_module, "STOP_DRAIN_SECONDS", 0.5)
-    outbox = outbox_of(bot.ctx.notify)
-    assert outbox is not None
+    outbox = bot.ctx.notify
+    assert isinstance(outbox, Outbox)
     outbox.start(lanes=1)  # as the serving process does: callers never wait for Slack
     bot.slack.clear()
     for method in SLACK_WRITES:  # each try sleeps out Retry-After twice: 3 s or more

@@ -10,6 +10,7 @@ thousand sessions ending at 09:00:00 start being revoked at 09:00:00, not up to 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -18,14 +19,16 @@ from apscheduler.schedulers.base import STATE_RUNNING
 from app import clock
 from app.context import AppContext
 from app.jobs.expire import expire_due_sessions, next_due_at
+from app.jobs.notices import resend_pending_notices
 from app.jobs.reconcile import reconcile
 from app.jobs.reminders import send_closeout_reminders
 from app.jobs.requests import escalate_unreviewed_breakglass, lapse_stale_requests
-from app.slack.outbox import resend_pending_notices
-from app.slack.replays import FORGET_EVERY_SECONDS, forget_old_slack_requests
 
 
-def start_scheduler(ctx: AppContext) -> BackgroundScheduler:
+def start_scheduler(
+    ctx: AppContext, also: Sequence[tuple[Callable[[AppContext], object], float]] = ()
+) -> BackgroundScheduler:
+    """Start the timers; `also` adds the serving layer's own (job, every so many seconds)."""
     scheduler = BackgroundScheduler(timezone="UTC")
     settings = ctx.settings
     every = {
@@ -38,7 +41,7 @@ def start_scheduler(ctx: AppContext) -> BackgroundScheduler:
                 (escalate_unreviewed_breakglass, settings.reminder_interval_seconds),
                 (reconcile, settings.reconcile_interval_seconds),
                 (resend_pending_notices, settings.notice_resend_interval_seconds),
-                (forget_old_slack_requests, FORGET_EVERY_SECONDS),
+                *also,
             )
         },
     }

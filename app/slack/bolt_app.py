@@ -7,7 +7,7 @@ and nothing else: without one (unset or blank) no HTTP app is built.
 The client retries what Slack asks to be retried, with slack_sdk's retry handlers: a rate limit
 (429, after its Retry-After), a 500 or 503, a dropped connection. Nothing on the ack path calls
 the Web API, so a retry only delays a notice; what still fails goes to the notice outbox
-(app/slack/outbox.py), which tries again for hours.
+(app/delivery/outbox.py), which tries again for hours.
 """
 
 from __future__ import annotations

@@ -3,81 +3,46 @@ thread (one thread tells the story of one access), DMs to the requester, and the
 The notifier writes no text itself: it loads the rows, asks app/slack/blocks/ for what to say
 (card, thread, dm, home, review), and sends it.
 
-Every method runs after the state change is committed, re-reads the rows, and never raises
-into the operation: the revoke is done first and the notice follows. A notice Slack still
-refuses after the client's retries is kept in the outbox and sent again later (outbox.py), so
-a Slack outage delays a message and never blocks or loses a grant or a revoke.
+Every method runs after the state change is committed and re-reads the rows; it is called by
+the outbox (app/delivery/outbox.py, through app/slack/delivery.py), never by an operation: an
+error it raises keeps the notice to be sent again later, so a Slack outage delays a message and
+never blocks or loses a grant or a revoke.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 import structlog
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import inspect, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from app import clock, metrics
+from app import clock
+from app.context import AppContext
 from app.db import reading
 from app.models import AccessRequest, AccessSession, RequestKind, RequestState, ReviewState, Route
 from app.operations import people, queries
 from app.operations.decide_request import may_decide
 from app.operations.request_access import attach_card
-from app.policy import Policy
 from app.review import Review
 from app.slack.blocks import card, dm, home, thread
 from app.slack.blocks.review import review_upload
-from app.slack.outbox import NoticeOutbox, describe
 
 log = structlog.get_logger(__name__)
 HOME_FRESH_SECONDS = 3600  # an opened Home tab is republished on changes for this long
-F = TypeVar("F", bound=Callable[..., None])
-
-
-def use_outbox(notifier: SlackNotifier, outbox: NoticeOutbox) -> None:
-    """Send this notifier's notices through `outbox` (see `_never_raises`)."""
-    notifier.outbox = outbox
-
-
-def _never_raises(fn: F) -> F:
-    """A notice never raises into the operation that sent it. With an outbox (`use_outbox`,
-    as the bot and the CLI set up) it is sent through it: in order, off the caller's thread in
-    the serving process, and kept to be sent again when Slack still refuses it after the
-    client's retries (app/slack/outbox.py). Without one a failure is logged and counted."""
-
-    @functools.wraps(fn)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
-        outbox = getattr(self, "outbox", None)
-        if outbox is not None:
-            outbox.send(self, fn.__name__, args, kwargs)
-            return
-        try:
-            fn(self, *args, **kwargs)
-        except Exception as exc:
-            log.warning("slack_notice_failed", notice=fn.__name__, error=describe(exc))
-            metrics.SLACK_API_ERRORS.labels(notice=fn.__name__).inc()
-
-    return wrapper  # type: ignore[return-value]
 
 
 class SlackNotifier:
-    def __init__(self, client: WebClient, policy: Policy, db: sessionmaker[Session]) -> None:
+    def __init__(self, client: WebClient, ctx: AppContext) -> None:
         self.client = client
-        self.policy = policy
-        self.db = db
-        self._ctx: Any = None  # set by bind(): card ids and approver groups need the context
-        self.outbox: NoticeOutbox | None = None  # set by use_outbox()
+        self.policy = ctx.policy
+        self.db = ctx.db
+        self._ctx = ctx  # card ids, approver groups and settings need the context
         self._viewers: dict[str, float] = {}  # who opened the Home tab, when (monotonic)
         self._viewers_lock = threading.Lock()
-
-    def bind(self, ctx: Any) -> None:
-        self._ctx = ctx
 
     # --- helpers ---
     def _load(self, request_id: str) -> tuple[AccessRequest | None, AccessSession | None]:
@@ -94,7 +59,7 @@ class SlackNotifier:
 
     def _approvers(self, request: AccessRequest) -> str:
         system = self.policy.system(request.system_id)
-        if system is None or self._ctx is None:
+        if system is None:
             return ""
         return people.mentions(self._ctx, self.policy.approvers_of(system, request.role_id))
 
@@ -145,7 +110,7 @@ class SlackNotifier:
             return
         users = [request.requester_id]
         system = self.policy.system(request.system_id)
-        if system is not None and self._ctx is not None:
+        if system is not None:
             users += sorted(people.approvers(self._ctx, system, request.role_id))
         self._publish_homes([user for user in users if user in viewers])
 
@@ -182,14 +147,12 @@ class SlackNotifier:
         )
 
     # --- Notifier ---
-    @_never_raises
     def home_opened(self, user_id: str) -> None:
         """Someone opened the Home tab: publish it, and keep it fresh for a while."""
         with self._viewers_lock:
             self._viewers[user_id] = time.monotonic()
         self._publish_homes([user_id])
 
-    @_never_raises
     def request_created(self, request: AccessRequest) -> None:
         channel = request.card_channel or ""
         session = None
@@ -225,13 +188,11 @@ class SlackNotifier:
             self._thread(request, thread.breakglass_taken(request, self._approvers(request)))
         self._homes_of(request)
 
-    @_never_raises
     def approval_counted(self, request: AccessRequest, approver_id: str) -> None:
         request = self._refresh_card(request.id) or request
         self._thread(request, thread.approval_counted(request, approver_id))
         self._homes_of(request)
 
-    @_never_raises
     def request_decided(self, request: AccessRequest) -> None:
         request = self._refresh_card(request.id) or request
         _, session = self._load(request.id)
@@ -245,7 +206,6 @@ class SlackNotifier:
             self._dm(request.requester_id, text)
         self._homes_of(request)
 
-    @_never_raises
     def breakglass_escalated(self, request: AccessRequest) -> None:
         request = self._refresh_card(request.id) or request
         system = self.policy.system(request.system_id)
@@ -255,7 +215,6 @@ class SlackNotifier:
         if channel:
             self.client.chat_postMessage(channel=channel, text=text)
 
-    @_never_raises
     def breakglass_reviewed(self, request: AccessRequest) -> None:
         request = self._refresh_card(request.id) or request
         self._thread(request, thread.reviewed(request))
@@ -263,7 +222,6 @@ class SlackNotifier:
             self._dm(request.requester_id, dm.breakglass_flagged(request))
         self._homes_of(request)
 
-    @_never_raises
     def session_granted(self, session: AccessSession) -> None:
         request = self._refresh_card(session.request_id)
         self._thread(request, thread.granted(session))
@@ -274,14 +232,12 @@ class SlackNotifier:
         )
         self._homes_of(request)
 
-    @_never_raises
     def grant_failed(self, session: AccessSession) -> None:
         request = self._refresh_card(session.request_id)
         self._thread(request, thread.grant_failed(session))
         self._dm(session.requester_id, dm.grant_failed(self.policy, session))
         self._homes_of(request)
 
-    @_never_raises
     def session_ended(self, session: AccessSession) -> None:
         request = self._refresh_card(session.request_id)
         self._thread(request, thread.ended(session))
@@ -294,7 +250,6 @@ class SlackNotifier:
         )
         self._homes_of(request)
 
-    @_never_raises
     def revoke_failed(self, session: AccessSession) -> None:
         request = self._refresh_card(session.request_id)
         self._thread(
@@ -306,9 +261,8 @@ class SlackNotifier:
         self._homes_of(request)
 
     def _alert_after(self) -> int:
-        return self._ctx.settings.revoke_alert_after if self._ctx is not None else 3
+        return self._ctx.settings.revoke_alert_after
 
-    @_never_raises
     def closeout_reminder(self, session: AccessSession) -> None:
         self._dm(
             session.requester_id,
@@ -316,19 +270,16 @@ class SlackNotifier:
             dm.closeout_prompt(self.policy, session, reminder=session.reminders_sent),
         )
 
-    @_never_raises
     def closeout_missing(self, session: AccessSession) -> None:
         """After the last reminder: the approvers hear that the note is still missing."""
         request, _ = self._load(session.request_id)
         self._thread(request, thread.closeout_missing(self.policy, session), broadcast=True)
 
-    @_never_raises
     def closeout_recorded(self, session: AccessSession) -> None:
         request = self._refresh_card(session.request_id)
         self._thread(request, thread.closeout_note(session))
         self._dm(session.requester_id, dm.closeout_saved(session))
 
-    @_never_raises
     def drift_found(self, session: AccessSession, detail: str) -> None:
         """Reconciliation found access that does not match the session: said in the card's
         thread and, broadcast from there, in the approver channel (or plainly in the channel

@@ -23,7 +23,7 @@ from app.operations.policy_change import describe_uncovered, uncovered_sessions
 from app.policy import PolicyError, load_policy
 from app.providers.base import build_providers
 from app.slack.after_ack import AfterAck
-from app.slack.bolt_app import build_bolt_app, make_client
+from app.slack.app import build_bolt_app, make_client
 from app.slack.notices import SlackDirectory, SlackNotifier, publish_review, use_outbox
 from app.slack.outbox import NoticeOutbox, outbox_of, resend_pending_notices
 

@@ -16,11 +16,11 @@ from slack_sdk import WebClient
 
 from app.context import AppContext
 from app.db import transaction
-from app.models import AccessRequest, AccessSession, EndReason, ReviewState, SessionState
+from app.models import AccessRequest, AccessSession, EndReason, ReviewState
 from app.operations import people, queries
 from app.operations.common import read_row
 from app.operations.decide_request import (
-    approve_request,
+    approve_and_grant,
     cancel_request,
     check_may_deny,
     deny_request,
@@ -30,9 +30,10 @@ from app.operations.errors import (
     InvalidRequest,
     OperationError,
 )
-from app.operations.grant_session import grant_session, retry_grant
+from app.operations.grant_session import retry_grant
 from app.operations.record_closeout import check_closeout_writer, record_closeout
 from app.operations.request_access import (
+    PolicyRoute,
     RequestForm,
     check_extender,
     create_request,
@@ -106,15 +107,18 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
         except InvalidRequest as exc:
             ack(text=views.problem_text(exc.errors, exc.mentions))
             return
-        ack(text=views.accepted_text(request, policy_route(ctx.policy, request)))
-        _submit(request)
+        route = policy_route(ctx.policy, request)
+        ack(text=views.accepted_text(request, route.rule))
+        _submit(request, route)
 
-    def _submit(request: AccessRequest) -> None:
-        """The stored request's next step, after the ack. Posting the card for approvers can
-        wait for a pause in Slack's requests; a grant the policy may make at once (break-glass,
-        staging, auto-approve, on call) is what the requester is waiting on: it starts now."""
-        waits_for_approvers = policy_route(ctx.policy, request) is None
-        (later.when_quiet if waits_for_approvers else later)(submit_request, ctx, request.id)
+    def _submit(request: AccessRequest, route: PolicyRoute | None = None) -> None:
+        """The stored request's next step, after the ack, by its route (decided here once and
+        followed by submit_request). Posting the card for approvers can wait for a pause in
+        Slack's requests; a grant the policy may make at once (break-glass, staging,
+        auto-approve, on call) is what the requester is waiting on: it starts now."""
+        route = route or policy_route(ctx.policy, request)
+        queue = later.when_quiet if route.waits_for_approvers else later
+        queue(submit_request, ctx, request.id, route)
 
     def _done(ack: Ack, user: str, ids: list[str]) -> None:
         with transaction(ctx.db) as db:
@@ -183,13 +187,10 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
     @app.action(Action.approve)
     def on_approve(ack: Ack, body: dict, action: dict, client: WebClient) -> None:
         ack()
-        later(_approve_and_grant, action["value"], body, client)
+        later(_approve, action["value"], body, client)
 
-    def _approve_and_grant(request_id: str, body: dict, client: WebClient) -> None:
-        decision = _try(lambda: approve_request(ctx, request_id, body["user"]["id"]), client, body)
-        session = decision.session if decision is not None else None
-        if session is not None and session.state == SessionState.granting:
-            grant_session(ctx, session.id)
+    def _approve(request_id: str, body: dict, client: WebClient) -> None:
+        _try(lambda: approve_and_grant(ctx, request_id, body["user"]["id"]), client, body)
 
     @app.action(Action.deny)
     def on_deny(ack: Ack, body: dict, action: dict, client: WebClient) -> None:

@@ -21,7 +21,7 @@ import yaml
 from jsonschema import Draft7Validator
 from slack_sdk import WebClient
 
-from app.slack.listeners import BREAKGLASS_FLAG, QUICK_FIELDS
+from app.slack.listeners.command import BREAKGLASS_FLAG, QUICK_FIELDS
 from app.slack.text import unescape
 from app.slack.views import USAGE
 

@@ -26,7 +26,7 @@ from app.operations.policy_change import describe_uncovered, uncovered_sessions
 from app.policy import PolicyError, load_policy
 from app.providers.base import build_providers
 from app.slack.after_ack import AfterAck
-from app.slack.bolt_app import build_bolt_app, make_client
+from app.slack.app import build_bolt_app, make_client
 from app.slack.delivery import deliver_to, describe
 from app.slack.directory import SlackDirectory
 from app.slack.notifier import SlackNotifier, publish_review

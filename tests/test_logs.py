@@ -24,7 +24,7 @@ from structlog.testing import LogCapture
 
 from app.logging import bound, ids_of, setup_logging, wants_json
 from app.slack.after_ack import AfterAck
-from app.slack.bolt_app import BoundApp
+from app.slack.app import BoundApp
 from tests.conftest import BOB, LEAD1, SIGNING_SECRET, WEBHOOK_SECRET, eventually
 from tests.fakes.serve import ServeProcess, serve_env
 from tests.fakes.slack_api import FakeSlack

@@ -22,7 +22,7 @@ from jsonschema import Draft7Validator
 from slack_sdk import WebClient
 
 from app.slack.blocks.answers import USAGE
-from app.slack.listeners import BREAKGLASS_FLAG, QUICK_FIELDS
+from app.slack.listeners.command import BREAKGLASS_FLAG, QUICK_FIELDS
 from app.slack.text import unescape
 
 REPO = Path(__file__).resolve().parents[1]

@@ -23,7 +23,7 @@ from app.providers.command import CommandConfig, CommandProvider
 from app.runtime import build_bot, build_context
 from app.serve import CHECK_HINT
 from app.slack.after_ack import AfterAck
-from app.slack.bolt_app import build_bolt_app, make_client
+from app.slack.app import build_bolt_app, make_client
 from tests.conftest import (
     BOB,
     LEAD1,

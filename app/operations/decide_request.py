@@ -34,6 +34,7 @@ from app.models import (
 from app.operations import people
 from app.operations.common import INTENT_LEASE, load_locked, new_id, read_row
 from app.operations.errors import ConflictError, NotAllowed
+from app.operations.grant_session import grant_session
 from app.operations.queries import with_approvals
 from app.policy_values import format_duration
 
@@ -309,3 +310,21 @@ def lapse_request(ctx: AppContext, request_id: str, why: str) -> AccessRequest |
         audit.record(db, "lapsed", audit.SYSTEM_ACTOR, request=request, why=why)
     ctx.notify.request_decided(request)
     return request
+
+
+def approve_and_grant(ctx: AppContext, request_id: str, approver_id: str) -> Decision:
+    """An approver's click: count the approval (`approve_request`, which refuses with the reason)
+    and, when it is the one that approves the request, grant the session at once, as
+    `submit_request` does for what the policy approves alone. A second click is refused by the
+    approval, so the session is granted once."""
+    decision = approve_request(ctx, request_id, approver_id)
+    grant_approved(ctx, decision)
+    return decision
+
+
+def grant_approved(ctx: AppContext, decision: Decision | None) -> None:
+    """Grant the session a decision created (`granting`); an extension's session is already
+    active, and a request still missing approvals has none."""
+    session = decision.session if decision is not None else None
+    if session is not None and session.state == SessionState.granting:
+        grant_session(ctx, session.id)

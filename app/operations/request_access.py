@@ -29,9 +29,8 @@ from app.models import (
 )
 from app.operations import people
 from app.operations.common import load_locked, new_id, read_row
-from app.operations.decide_request import Decision, approve_by_policy
+from app.operations.decide_request import Decision, approve_by_policy, grant_approved
 from app.operations.errors import ConflictError, InvalidRequest, NotAllowed
-from app.operations.grant_session import grant_session
 from app.operations.queries import with_approvals
 from app.policy import Policy, System
 from app.policy_values import format_duration, parse_duration
@@ -283,51 +282,72 @@ def request_extension(
     return request
 
 
-def submit_request(ctx: AppContext, request_id: str) -> Decision | None:
+@dataclass(frozen=True)
+class PolicyRoute:
+    """How a stored request goes on, decided once (from the policy alone: no database, no one
+    called). `rule` is how the policy may approve it with no approver, as (route, the rule in
+    words): break-glass, staging tier, auto_approve, or on call (the schedule, which
+    `decide_by_policy` still has to find the requester on); None when the approvers decide.
+    The listener tells the requester by it and queues the submission by it; `submit_request`
+    follows the same value, so what the requester was told is what happens."""
+
+    rule: tuple[Route, str] | None
+
+    @property
+    def waits_for_approvers(self) -> bool:
+        """Only the approvers can approve: posting the card may wait for a quiet moment. Any
+        other route is a grant the requester is waiting on (on call: if PagerDuty agrees)."""
+        return self.rule is None
+
+
+def policy_route(policy: Policy, request: AccessRequest) -> PolicyRoute:
+    """Decide the request's route (see PolicyRoute)."""
+    system, role = policy.system_and_role(request.system_id, request.role_id)
+    if system is None or role is None:
+        return PolicyRoute(None)
+    if request.route == Route.breakglass:
+        return PolicyRoute((Route.breakglass, "break-glass"))
+    if system.tier == "staging":
+        return PolicyRoute((Route.staging, "staging tier"))
+    if role.auto_approve:
+        return PolicyRoute((Route.auto, f"auto_approve for {role.id}"))
+    if role.auto_approve_oncall:
+        return PolicyRoute((Route.oncall, role.auto_approve_oncall))
+    return PolicyRoute(None)
+
+
+def submit_request(
+    ctx: AppContext, request_id: str, route: PolicyRoute | None = None
+) -> Decision | None:
     """After the request is stored: let the policy decide what it decides alone, post the card
-    (it shows how the request was decided, or asks the approvers), grant what was approved."""
+    (it shows how the request was decided, or asks the approvers), grant what was approved.
+    `route`: as the caller decided it (the listener, which told the requester by it); None only
+    where nobody has yet (a request stored but never submitted, found at start)."""
     request = read_row(ctx, AccessRequest, request_id, with_approvals)
-    decision = decide_by_policy(ctx, request) if request.state == RequestState.pending else None
+    if route is None:
+        route = policy_route(ctx.policy, request)
+    pending = request.state == RequestState.pending
+    decision = decide_by_policy(ctx, request, route) if pending else None
     if decision is not None:
         request = read_row(ctx, AccessRequest, request_id, with_approvals)
     ctx.notify.request_created(request)
-    session = decision.session if decision else None
-    if session is not None and session.state == SessionState.granting:
-        grant_session(ctx, session.id)
+    grant_approved(ctx, decision)
     return decision
 
 
-def policy_route(policy: Policy, request: AccessRequest) -> tuple[Route, str] | None:
-    """The rule by which the policy may approve this request with no approver, if any, as
-    (route, what the rule is): break-glass, staging tier, auto_approve, or on call (the
-    schedule, which `decide_by_policy` still has to find the requester on). Reads no database
-    and calls no one, so a listener can tell whether the requester is waiting on a grant."""
-    system, role = policy.system_and_role(request.system_id, request.role_id)
-    if system is None or role is None:
-        return None
-    if request.route == Route.breakglass:
-        return Route.breakglass, "break-glass"
-    if system.tier == "staging":
-        return Route.staging, "staging tier"
-    if role.auto_approve:
-        return Route.auto, f"auto_approve for {role.id}"
-    if role.auto_approve_oncall:
-        return Route.oncall, role.auto_approve_oncall
-    return None
-
-
-def decide_by_policy(ctx: AppContext, request: AccessRequest) -> Decision | None:
+def decide_by_policy(
+    ctx: AppContext, request: AccessRequest, route: PolicyRoute
+) -> Decision | None:
     """Break-glass, staging tier, auto_approve, on call: approved now. Otherwise None (the
     approvers decide). PagerDuty unreachable means approvers decide, never a grant."""
-    rule = policy_route(ctx.policy, request)
-    if rule is None:
+    if route.rule is None:
         return None
-    route, why = rule
-    if route == Route.oncall:
+    kind, why = route.rule
+    if kind == Route.oncall:
         if not on_call(ctx, request, why):
             return None
         why = f"on call ({why})"
-    return approve_by_policy(ctx, request.id, route, why)
+    return approve_by_policy(ctx, request.id, kind, why)
 
 
 def on_call(ctx: AppContext, request: AccessRequest, schedule: str) -> bool:

@@ -18,9 +18,9 @@ click, a grant, break-glass or auto-approved access, an end of access) is queued
 itself and starts at once.
 
 Each piece of work runs in a copy of the listener's context, so its log lines carry the Slack
-request's ids (bound in bolt_app) plus the request and session ids among its arguments; those
-ids are added to the listener's own context too (a Slack request's context of its own, see
-bolt_app.BoundApp), so the rest of its lines, such as Bolt's answer, name what it was about.
+request's ids (bound in app/slack/app.py) plus the request and session ids among its arguments;
+those ids are added to the listener's own context too (a Slack request's context of its own,
+see app.BoundApp), so the rest of its lines, such as Bolt's answer, name what it was about.
 """
 
 from __future__ import annotations

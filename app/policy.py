@@ -311,23 +311,40 @@ def _check_email_domains(policy: Policy) -> None:
     """An identity derived from an email needs the domains it may come from: without them,
     anyone whose Slack profile says `svc_checkout@elsewhere` would be granted as svc_checkout."""
     for index, system in enumerate(policy.systems):
-        if uses_email(system) and not policy.email_domains(system):
+        problem = email_domains_problem(policy, system)
+        if problem:
             raise PolicyError(
                 f"{policy.locate(['systems', index, 'identity'])}: systems[{index}].identity: "
-                f"{system.identity!r} derives the identity from the Slack email; list the "
-                "domains those emails may come from in `email_domains` (in defaults or in the "
-                "system), e.g. email_domains: [example.com]"
+                + problem
             )
+
+
+def email_domains_problem(policy: Policy, system: System) -> str | None:
+    """Why the system's identity cannot be derived safely (see `_check_email_domains`), or
+    None. `prod-access policy check` asks it of every system."""
+    if uses_email(system) and not policy.email_domains(system):
+        return (
+            f"{system.identity!r} derives the identity from the Slack email; list the "
+            "domains those emails may come from in `email_domains` (in defaults or in the "
+            "system), e.g. email_domains: [example.com]"
+        )
+    return None
 
 
 def describe_error(path: Path, root: yaml.Node | None, exc: ValidationError) -> str:
     """The first validation error as `file:line: key.path: reason`."""
-    error = exc.errors()[0]
-    loc = [part for part in error["loc"] if not str(part).startswith("function-")]
-    line = line_of(root, loc)
-    key = _key_path(loc) or "(top level)"
-    reason = str(error["msg"]).removeprefix("Value error, ")
+    line, key, reason = located_errors(root, exc)[0]
     return f"{path}:{line}: {key}: {reason}"
+
+
+def located_errors(root: yaml.Node | None, exc: ValidationError) -> list[tuple[int, str, str]]:
+    """Every validation error as (line, key path, reason), in pydantic's order."""
+    located = []
+    for error in exc.errors():
+        loc = [part for part in error["loc"] if not str(part).startswith("function-")]
+        reason = str(error["msg"]).removeprefix("Value error, ")
+        located.append((line_of(root, loc), key_path(loc) or "(top level)", reason))
+    return located
 
 
 def line_of(root: yaml.Node | None, loc: list[Any]) -> int:
@@ -350,7 +367,8 @@ def line_of(root: yaml.Node | None, loc: list[Any]) -> int:
     return line
 
 
-def _key_path(loc: list[Any]) -> str:
+def key_path(loc: list[Any]) -> str:
+    """`systems[0].roles[1].grant` for the path ['systems', 0, 'roles', 1, 'grant']."""
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))

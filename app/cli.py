@@ -1,5 +1,5 @@
-"""The `prod-access` command line: serve | check | db upgrade | audit [verify | export] |
-review | reconcile | sessions | revoke.
+"""The `prod-access` command line: serve | check | policy [check | explain | diff] |
+db upgrade | audit [verify | export] | review | reconcile | sessions | revoke.
 
 Start-up problems (a missing setting, a bad policy file) print one line that names the variable
 or the file:line:key and exit with status 2; nothing starts half-configured. `serve` prints
@@ -30,6 +30,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "check":
         return _check(as_json=args.json)
+    if args.command == "policy":
+        from app.cli_policy import run_policy
+
+        return run_policy(args)
     if args.command == "serve":
         from app.serve import serve
 

@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--json", action="store_true", help="JSON lines (default: a table)")
     _add_audit_commands(commands)
+    _add_policy_commands(commands)
     sessions = _command(commands, "sessions", "list sessions (newest first)")
     sessions.add_argument(
         "--state", choices=[s.value for s in SessionState], help="only this state (default: any)"
@@ -114,6 +115,98 @@ def build_parser() -> argparse.ArgumentParser:
         "no longer has, the file that still has it (default: POLICY_FILE)",
     )
     return parser
+
+
+POLICY_CHECK_EXIT_CODES = """Errors: the bot would refuse the file, or the policy cannot work as
+written. Warnings: allowed, worth a reviewer's second look (fail only with --strict).
+
+exit status:
+  0  no errors (warnings may be printed)
+  1  errors (with --strict: errors or warnings)"""
+
+
+def _add_policy_commands(commands: argparse._SubParsersAction) -> None:
+    policy = _command(
+        commands,
+        "policy",
+        "check, explain or diff policy files (for a policy repository's CI and reviews)",
+    )
+    actions = policy.add_subparsers(
+        dest="policy_action", required=True, metavar="ACTION", help="check, explain or diff"
+    )
+    check = _command(
+        actions,
+        "check",
+        "every problem in policy files, as file:line: key: reason; exit 1 on errors",
+        description="Validate policy files without settings, a database or Slack: every "
+        "problem start-up would stop at, and what a reviewer misses.",
+        epilog=POLICY_CHECK_EXIT_CODES,
+    )
+    check.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="policy files to check (default: POLICY_FILE, else policy.yml)",
+    )
+    check.add_argument(
+        "--format",
+        choices=["text", "json", "github"],
+        default="text",
+        help="text lines, a JSON list of {file, line, key, reason, severity}, or GitHub "
+        "Actions annotations",
+    )
+    check.add_argument(
+        "--json",
+        dest="format",
+        action="store_const",
+        const="json",
+        help="the same as --format json (default: text)",
+    )
+    check.add_argument(
+        "--strict", action="store_true", help="warnings fail too (default: only errors fail)"
+    )
+    explain = _command(
+        actions,
+        "explain",
+        "what the bot would do for a person and a system: request, approve, route, grant",
+        description="What the bot would do for a person and a system (or one of its roles). "
+        "With SLACK_BOT_TOKEN set, user groups are expanded and the person's email is looked "
+        "up in Slack; without, groups are shown by their handle.",
+        epilog="exit status:\n  0  explained\n  1  no such system or role in the policy\n"
+        "  2  a setting or the policy is wrong",
+    )
+    explain.add_argument(
+        "--user",
+        required=True,
+        help="the person's Slack user id, e.g. U0NINA (default: none; required)",
+    )
+    explain.add_argument(
+        "--system", required=True, help="a system id, e.g. checkout-db (default: none; required)"
+    )
+    explain.add_argument("--role", help="one role of the system (default: every role)")
+    explain.add_argument(
+        "--email",
+        help="the person's email, for an identity made from it (default: asked of Slack when "
+        "SLACK_BOT_TOKEN is set)",
+    )
+    explain.add_argument("--policy", metavar="FILE", help="the policy (default: POLICY_FILE)")
+    diff = _command(
+        actions,
+        "diff",
+        "what changes for whom between two policy files, by system and role",
+        description="What changes for whom between two policy files, by system and role, as "
+        "the bot applies them (inherited defaults included). Changes that give someone more "
+        "access are marked (wider access).",
+        epilog="exit status:\n  0  compared (with --exit-code: no changes)\n"
+        "  1  with --exit-code: there are changes\n  2  a policy file is not valid",
+    )
+    diff.add_argument("old", help="the policy before, e.g. from `git show main:policy.yml`")
+    diff.add_argument("new", help="the policy after")
+    diff.add_argument(
+        "--exit-code",
+        action="store_true",
+        help="exit 1 when there are changes, as git diff --exit-code (default: exit 0)",
+    )
 
 
 def _add_audit_commands(commands: argparse._SubParsersAction) -> None:

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from app.policy import Defaults, Policy, System, key_path, line_of, located_errors
 
@@ -28,6 +28,7 @@ WARNING: Severity = "warning"
 
 #: Start-up's messages that the reviewer checks give again, with the line of the duplicate.
 _REPORTED_BY_REVIEW = ("duplicate system id", "duplicate role id")
+_Part = TypeVar("_Part", bound=BaseModel)
 #: Invalid parts are taken out of a system at most this often before it is given up on.
 _PRUNE_ROUNDS = 3
 
@@ -126,38 +127,36 @@ def check_policy_file(path: str | Path) -> list[Finding]:
 
 def valid_parts(path: Path, data: dict[str, Any]) -> PolicyParts:
     """The valid defaults and systems of a file that may not be valid as a whole."""
-    try:
-        defaults = Defaults.model_validate(data.get("defaults") or {})
-    except ValidationError:
-        defaults = Defaults()
+    defaults = _valid(Defaults, data.get("defaults") or {}) or Defaults()
     raw_systems = data.get("systems")
     systems: list[tuple[int, System]] = []
     for index, raw in enumerate(raw_systems if isinstance(raw_systems, list) else []):
-        system = _valid_system(raw)
+        system = _valid(System, raw)
         if system is not None:
             systems.append((index, system))
     policy = Policy.model_construct(defaults=defaults, systems=[s for _, s in systems], users={})
     return PolicyParts(policy, systems, data, path)
 
 
-def _valid_system(raw: Any) -> System | None:
-    """The system without its invalid roles and invalid optional keys (their errors are
-    reported as start-up reports them), or None when what is left is not a system."""
+def _valid(model: type[_Part], raw: Any) -> _Part | None:
+    """The part without its invalid roles and invalid optional keys (their errors are
+    reported as start-up reports them), or None when what is left is not valid."""
     for _ in range(_PRUNE_ROUNDS):
         if not isinstance(raw, dict):
             return None
         try:
-            return System.model_validate(raw)
+            return model.model_validate(raw)
         except ValidationError as exc:
-            raw = _without(raw, [error["loc"] for error in exc.errors()])
+            raw = _without(model, raw, [error["loc"] for error in exc.errors()])
     return None
 
 
-def _without(raw: dict[str, Any], locs: list[tuple[int | str, ...]]) -> Any:
+def _without(model: type[BaseModel], raw: dict[str, Any], locs: list[tuple[int | str, ...]]) -> Any:
+    fields = model.model_fields
     bad_roles = {loc[1] for loc in locs if len(loc) > 1 and loc[0] == "roles"}
     bad_keys = {loc[0] for loc in locs if loc and loc[0] != "roles"}
     if any(loc == ("roles",) for loc in locs) or any(
-        key not in System.model_fields or System.model_fields[key].is_required() for key in bad_keys
+        key in fields and fields[key].is_required() for key in bad_keys
     ):
         return None  # a required key, or the roles as a whole: nothing to check here
     pruned = {key: value for key, value in raw.items() if key not in bad_keys}

@@ -15,8 +15,6 @@ import argparse
 import json
 import sys
 
-from sqlalchemy.orm import sessionmaker
-
 from app.config import Settings, SettingsError, env_value, load_settings
 from app.logging import setup_logging
 from app.policy import PolicyError, load_policy
@@ -73,9 +71,7 @@ def annotation(finding: Finding) -> str:
 
 def explain(args: argparse.Namespace) -> int:
     """Exit 0, or 1 when the system or role asked for is not in the policy."""
-    from app.context import AppContext
-    from app.delivery.notices import QuietNotifier
-    from app.policy_explain import ExplainDirectory
+    from app.policy_explain import ExplainDirectory, explain_context
     from app.policy_explain import explain as explain_lines
 
     settings = load_settings()
@@ -89,14 +85,7 @@ def explain(args: argparse.Namespace) -> int:
         from app.slack.directory import SlackDirectory
 
         slack = SlackDirectory(reach.client_for(settings))
-    ctx = AppContext(
-        settings=settings,
-        policy=policy,
-        providers={},
-        db=sessionmaker(),  # never used: explain reads no database
-        notify=QuietNotifier(),
-        directory=ExplainDirectory(slack, args.email),
-    )
+    ctx = explain_context(settings, policy, ExplainDirectory(slack, args.email))
     explained = explain_lines(ctx, args.user, args.system, args.role)
     print("\n".join(explained.lines))
     return 0 if explained.known else 1

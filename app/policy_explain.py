@@ -13,10 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.orm import sessionmaker
+
+from app.config import Settings
 from app.context import AppContext, Directory
+from app.delivery.notices import QuietNotifier
 from app.models import Route
 from app.operations import people
-from app.policy import Role, System, scope_of, uses_email
+from app.policy import Policy, Role, System, scope_of, uses_email
 from app.policy_review import route_of
 from app.policy_values import format_duration, is_group
 
@@ -43,6 +47,18 @@ class ExplainDirectory:
 
     def group_id(self, handle: str) -> str | None:
         return self.slack.group_id(handle) if self.slack else None
+
+
+def explain_context(settings: Settings, policy: Policy, directory: Directory) -> AppContext:
+    """What the bot's questions are asked with: the policy and a directory, nothing else."""
+    return AppContext(
+        settings=settings,
+        policy=policy,
+        providers={},
+        db=sessionmaker(),  # never used: explain reads no database
+        notify=QuietNotifier(),
+        directory=directory,
+    )
 
 
 @dataclass(frozen=True)
@@ -139,17 +155,17 @@ def _breakglass(ctx: AppContext, system: System, user_id: str) -> str:
 def _identity(ctx: AppContext, system: System, user_id: str) -> str:
     if user_id in ctx.policy.users:
         return f"{ctx.policy.users[user_id].identity} (override under users:)"
-    if uses_email(system) and ctx.directory.email_for(user_id) is None:
-        directory = ctx.directory
-        if isinstance(directory, ExplainDirectory) and directory.slack is None:
-            domains = ", ".join(ctx.policy.email_domains(system))
-            return (
-                f"{system.identity} of their Slack email, from {domains} (not looked up: no "
-                "SLACK_BOT_TOKEN; --email EMAIL shows it for one)"
-            )
+    directory = ctx.directory
+    offline = isinstance(directory, ExplainDirectory) and directory.slack is None
+    if uses_email(system) and offline and directory.email_for(user_id) is None:
+        domains = ", ".join(ctx.policy.email_domains(system))
+        return (
+            f"{system.identity} of their Slack email, from {domains} (not looked up: no "
+            "SLACK_BOT_TOKEN; --email EMAIL shows it for one)"
+        )
     try:
         identity, email = people.identity_of(ctx, system, user_id)
-    except ValueError as exc:
+    except ValueError as exc:  # no email, one outside email_domains, or Slack said no
         return f"none: {exc}"
     made_from = f" of {email}" if email else ""
     return f"{identity} ({system.identity}{made_from})"

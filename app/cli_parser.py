@@ -117,8 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-POLICY_CHECK_EXIT_CODES = """Errors: the bot would refuse the file, or the policy cannot work as
-written. Warnings: allowed, worth a reviewer's second look (fail only with --strict).
+POLICY_CHECK_EXIT_CODES = """errors: the bot would refuse the file, or the policy cannot work as
+  written; warnings: allowed, but worth a reviewer's second look (they fail only
+  with --strict).
 
 exit status:
   0  no errors (warnings may be printed)
@@ -139,7 +140,7 @@ def _add_policy_commands(commands: argparse._SubParsersAction) -> None:
         "check",
         "every problem in policy files, as file:line: key: reason; exit 1 on errors",
         description="Validate policy files without settings, a database or Slack: every "
-        "problem start-up would stop at, and what a reviewer misses.",
+        "problem start-up\nwould stop at, and what a reviewer misses.",
         epilog=POLICY_CHECK_EXIT_CODES,
     )
     check.add_argument(
@@ -169,8 +170,8 @@ def _add_policy_commands(commands: argparse._SubParsersAction) -> None:
         actions,
         "explain",
         "what the bot would do for a person and a system: request, approve, route, grant",
-        description="What the bot would do for a person and a system (or one of its roles). "
-        "With SLACK_BOT_TOKEN set, user groups are expanded and the person's email is looked "
+        description="What the bot would do for a person and a system (or one of its roles).\n"
+        "With SLACK_BOT_TOKEN set, user groups are expanded and the person's email is looked\n"
         "up in Slack; without, groups are shown by their handle.",
         epilog="exit status:\n  0  explained\n  1  no such system or role in the policy\n"
         "  2  a setting or the policy is wrong",
@@ -195,8 +196,8 @@ def _add_policy_commands(commands: argparse._SubParsersAction) -> None:
         "diff",
         "what changes for whom between two policy files, by system and role",
         description="What changes for whom between two policy files, by system and role, as "
-        "the bot applies them (inherited defaults included). Changes that give someone more "
-        "access are marked (wider access).",
+        "the bot\napplies them (inherited defaults included). Changes that give someone more "
+        "access\nare marked (wider access).",
         epilog="exit status:\n  0  compared (with --exit-code: no changes)\n"
         "  1  with --exit-code: there are changes\n  2  a policy file is not valid",
     )

@@ -95,7 +95,7 @@ class PolicyParts:
 
 def check_policy_file(path: str | Path) -> list[Finding]:
     """Every finding for the file, errors and warnings, in the order of their lines."""
-    from app.policy_review import review
+    from app.policy_review import review  # it builds on this module's Finding and Locator
 
     path = Path(path)
     try:

@@ -1,4 +1,5 @@
-"""action_id / callback_id / block_id names shared by views and listeners."""
+"""action_id / callback_id / block_id names shared by blocks/ (which puts them in) and listeners/
+(which route on them)."""
 
 from enum import StrEnum
 

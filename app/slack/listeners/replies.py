@@ -40,16 +40,17 @@ def attempt(
         return None
 
 
-def tell(client: WebClient, body: dict, text: str) -> None:
-    """Say `text` to the clicker alone: ephemeral in the channel of the click, else in a DM."""
+def tell(client: WebClient, body: dict, text: str, blocks: list[dict] | None = None) -> None:
+    """Say `text` (or `blocks`) to the clicker alone: ephemeral in the channel of the click,
+    else in a DM."""
     user = body["user"]["id"]
     channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
         "channel_id"
     )
     if channel:
-        client.chat_postEphemeral(channel=channel, user=user, text=text)
+        client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks)
     else:
-        client.chat_postMessage(channel=user, text=text)
+        client.chat_postMessage(channel=user, text=text, blocks=blocks)
 
 
 def refusal(exc: OperationError) -> str:

@@ -47,10 +47,11 @@ def tell(client: WebClient, body: dict, text: str, blocks: list[dict] | None = N
     channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
         "channel_id"
     )
+    extra = {"blocks": blocks} if blocks else {}
     if channel:
-        client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks)
+        client.chat_postEphemeral(channel=channel, user=user, text=text, **extra)
     else:
-        client.chat_postMessage(channel=user, text=text, blocks=blocks)
+        client.chat_postMessage(channel=user, text=text, **extra)
 
 
 def refusal(exc: OperationError) -> str:

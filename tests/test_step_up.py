@@ -13,7 +13,7 @@ from app import clock
 from app.db import transaction
 from app.models import RequestState, SessionState
 from app.review import build_review, render_markdown
-from tests.conftest import ALICE, eventually, run_cli
+from tests.conftest import ALICE, run_cli
 from tests.fakes.serve import serve_env
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.step_up import (

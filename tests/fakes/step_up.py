@@ -61,6 +61,7 @@ class StepUpBot:
 
     def click_approve(self, request_id: str, user: str) -> str:
         """Click Approve as `user`; the link of the "Confirm with …" answer they alone get."""
+
         def mine(args: dict) -> bool:
             return args.get("user") == user and "step_up_open" in json.dumps(args.get("blocks"))
 
@@ -120,4 +121,4 @@ def stepped(tmp_path: Path, slack: FakeSlack, webhook: WebhookReceiver) -> Itera
     yield from step_up_bot(tmp_path, slack, webhook)
 
 
-__all__ = ["BOB", "LEAD1", "LEAD2", "StepUpBot", "link_in", "stepped", "step_up_env"]
+__all__ = ["BOB", "LEAD1", "LEAD2", "StepUpBot", "link_in", "step_up_env", "stepped"]

@@ -47,7 +47,7 @@ def tell(client: WebClient, body: dict, text: str, blocks: list[dict] | None = N
     channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
         "channel_id"
     )
-    extra = {"blocks": blocks} if blocks else {}
+    extra: dict[str, Any] = {"blocks": blocks} if blocks else {}  # none: as before, text only
     if channel:
         client.chat_postEphemeral(channel=channel, user=user, text=text, **extra)
     else:

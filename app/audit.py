@@ -3,7 +3,8 @@
 Events: requested, approved, denied, granted, grant_failed, grant_retried, expired, released,
 admin_ended, revoke_failed, revoked, revoke_skipped (another session still holds the same
 access), closeout_prompted, closeout_reminder, closeout; from reconciliation drift_detected,
-drift_revoked, drift_revoke_failed, access_missing.
+drift_revoked, drift_revoke_failed, access_missing; from step-up approvals step_up_started and
+step_up_failed (with its reason).
 
 Rules it keeps:
 - Append-only. The application never updates or deletes an event (a session-level guard

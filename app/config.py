@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     web_threads: int = Field(default=8, ge=1, le=256)
     work_threads: int = Field(default=4, ge=1, le=64)
 
+    # --- Step-up approvals (OpenID Connect; needed when the policy uses step_up) ---
+    public_url: str | None = None  # the bot's base URL as people's browsers reach it
+    oidc_issuer: str | None = None  # discovery at {issuer}/.well-known/openid-configuration
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+
     # --- Metrics ---
     metrics_token: SecretStr | None = None  # set: GET /metrics needs `Authorization: Bearer …`
 
@@ -123,6 +129,15 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL such as https://slack.com/api/")
         return value if value.endswith("/") else value + "/"
 
+    @field_validator("public_url", "oidc_issuer")
+    @classmethod
+    def _base_url_shape(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL such as https://prod-access.example.com")
+        return value.rstrip("/")
+
     @field_validator("pagerduty_api_url")
     @classmethod
     def _pagerduty_url_shape(cls, value: str) -> str:
@@ -177,6 +192,11 @@ class Settings(BaseSettings):
         (HTTP)."""
         needed = ["slack_bot_token", "slack_app_token" if socket else "slack_signing_secret"]
         return [name for name in needed if getattr(self, name) is None]
+
+    def missing_step_up(self) -> list[str]:
+        """The settings step-up approvals need and lack, as variable names."""
+        needed = ("public_url", "oidc_issuer", "oidc_client_id", "oidc_client_secret")
+        return [name.upper() for name in needed if not getattr(self, name)]
 
     def require_slack(self, *, socket: bool) -> None:
         """Raise SettingsError naming the first Slack credential the chosen mode lacks."""

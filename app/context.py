@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.delivery.notices import Notifier
+from app.oidc import OidcClient
 from app.policy import Policy
 from app.providers.base import Provider
 
@@ -56,3 +57,4 @@ class AppContext:
     notify: Notifier
     directory: Directory
     oncall: OnCall | None = None
+    oidc: OidcClient | None = None  # step-up approvals (None: the OIDC settings are not set)

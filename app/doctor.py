@@ -10,7 +10,9 @@ The checks, in the order they are shown:
   review channel): `conversations.info` says whether the bot is a member. Nothing is posted;
 - every system's provider: its config is built as `serve` builds it, then its optional
   `probe()` (see app/providers/base.py) makes one cheap call that changes nothing;
-- PagerDuty, when a role auto-approves whoever is on call: the token is set and accepted.
+- PagerDuty, when a role auto-approves whoever is on call: the token is set and accepted;
+- step-up (OIDC), when the policy uses step_up or OIDC_ISSUER is set: the settings are complete,
+  and the identity provider's discovery document and JWKS can be fetched.
 
 A failing check does not stop the others: whatever can still be checked is.
 
@@ -74,6 +76,7 @@ def run_checks() -> list[CheckResult]:
     if policy is not None:
         _providers(policy, results)
         _pagerduty(settings, policy, results)
+    _step_up(settings, policy, results)
     # Error texts come from libraries and servers; no secret the bot knows may reach the screen
     # (the settings and the providers registered theirs with app.text as they were read).
     return [replace(result, detail=redact(result.detail)) for result in results]
@@ -111,6 +114,8 @@ def startup_problems(*, socket: bool | None) -> StartupCheck:
                 results.append(CheckResult("provider", False, error))
         if _oncall_roles(policy) and settings.pagerduty_token is None:
             results.append(CheckResult("pagerduty", False, _no_pagerduty_token(policy)))
+        if policy.uses_step_up() and settings.missing_step_up():
+            results.append(CheckResult("step-up", False, _step_up_missing(settings)))
     problems = [redact(result.detail) for result in results if not result.ok]
     return StartupCheck(settings, socket, problems)
 
@@ -327,3 +332,34 @@ def _pagerduty(settings: Settings, policy: Policy, results: list[CheckResult]) -
         results.append(CheckResult("pagerduty", False, str(exc)))
         return
     results.append(CheckResult("pagerduty", True, f"token accepted; schedules used: {who}"))
+
+
+# --- step-up approvals ------------------------------------------------------------------
+
+
+def _step_up_missing(settings: Settings) -> str:
+    return (
+        "step_up is used in the policy, but "
+        + ", ".join(settings.missing_step_up())
+        + " not set (see .env.example)"
+    )
+
+
+def _step_up(settings: Settings, policy: Policy | None, results: list[CheckResult]) -> None:
+    """The identity provider of step-up approvals: discovery and JWKS fetched."""
+    from app.oidc import OidcUnavailable, oidc_from_settings
+
+    used = policy is not None and policy.uses_step_up()
+    if not used and not settings.oidc_issuer:
+        return
+    check = "step-up (OIDC)"
+    oidc = oidc_from_settings(settings)
+    if oidc is None:
+        missing = ", ".join(settings.missing_step_up())
+        detail = _step_up_missing(settings) if used else f"{missing} not set (see .env.example)"
+        results.append(CheckResult(check, False, detail))
+        return
+    try:
+        results.append(CheckResult(check, True, oidc.probe()))
+    except OidcUnavailable as exc:
+        results.append(CheckResult(check, False, f"identity provider unreachable: {exc}"))

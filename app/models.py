@@ -1,5 +1,5 @@
-"""Database tables: access requests, access sessions, the audit trail, the notice outbox and the
-Slack requests seen lately (SQLAlchemy 2, typed).
+"""Database tables: access requests, access sessions, the audit trail, the notice outbox, the
+Slack requests seen lately and step-up logins under way (SQLAlchemy 2, typed).
 
 States are StrEnums stored as plain strings (no native enum type, so adding a state is a small
 migration). All times are timezone-aware UTC, also on SQLite (`UTCDateTime`).
@@ -290,3 +290,24 @@ class SeenSlackRequest(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class StepUpLogin(Base):
+    """A step-up confirmation under way (app/operations/step_up.py): the link's token, kept
+    only as its sha256 (`id`), bound to one approver, one request and one decision (`purpose`:
+    approve, or break the glass), valid until `expires_at`, single use (`used_at`). When the
+    link is opened, the login's `state`, `nonce` and PKCE `code_verifier` are kept here, so
+    any replica can finish the login."""
+
+    __tablename__ = "step_up_logins"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("access_requests.id"), index=True)
+    user_id: Mapped[str] = mapped_column(String(32))
+    purpose: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    state: Mapped[str | None] = mapped_column(String(64), unique=True)
+    nonce: Mapped[str | None] = mapped_column(String(64))
+    code_verifier: Mapped[str | None] = mapped_column(String(128))
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

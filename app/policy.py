@@ -54,6 +54,10 @@ class Defaults(_Strict):
     request_ttl: Duration = timedelta(hours=1)  # undecided requests lapse after this
     email_domains: EmailDomains = None  # where an identity derived from an email may come from
     retry_within: Duration = timedelta(minutes=15)  # "Retry grant" only this long after approval
+    # Step-up: an Approve counts only after a fresh OpenID Connect login (app/operations/step_up.py)
+    step_up: bool = False
+    step_up_max_age: Duration = timedelta(minutes=5)  # how fresh the login must be
+    step_up_amr: list[str] = Field(default_factory=lambda: ["mfa", "hwk", "otp", "swk"])
 
 
 class Breakglass(_Strict):
@@ -63,6 +67,7 @@ class Breakglass(_Strict):
     max_duration: Duration = timedelta(hours=2)
     review_within: Duration = timedelta(minutes=15)
     escalation_channel: str | None = None
+    step_up: bool = False  # the person breaking the glass logs in with MFA first
 
 
 class Role(_Strict):
@@ -76,6 +81,7 @@ class Role(_Strict):
     auto_approve: bool = False  # approved at once (meant for read-only checks)
     auto_approve_oncall: str | None = Field(default=None, min_length=1)  # PagerDuty schedule id
     max_total: Duration | None = None  # extensions included; unset: twice the max duration
+    step_up: bool | None = None  # unset: the system's, else the defaults'
 
 
 def scope_of(role_id: str, role: Role | None = None) -> str:
@@ -102,6 +108,7 @@ class System(_Strict):
     breakglass: Breakglass | None = None
     email_domains: EmailDomains = None  # unset: the defaults' list
     retry_within: Duration | None = None
+    step_up: bool | None = None  # unset: the defaults'
     roles: list[Role] = Field(min_length=1)
 
     @field_validator("identity")
@@ -134,7 +141,8 @@ class System(_Strict):
 
 
 class UserOverride(_Strict):
-    identity: str = Field(min_length=1)
+    identity: str | None = Field(default=None, min_length=1)
+    oidc_subject: str | None = Field(default=None, min_length=1)  # the ID token's `sub` (step-up)
 
 
 class Policy(_Strict):
@@ -229,7 +237,7 @@ class Policy(_Strict):
         system's `email_domains` (so `svc_checkout@evil.test` never becomes `svc_checkout`);
         ValueError says why not."""
         override = self.users.get(slack_id)
-        if override:
+        if override and override.identity:
             return override.identity
         if uses_email(system):
             if not email:
@@ -247,6 +255,29 @@ class Policy(_Strict):
                 )
         return system.identity.format(
             email=email or "", email_local=(email or "").split("@")[0], slack_id=slack_id
+        )
+
+    def step_up(self, system: System, role_id: str) -> bool:
+        """Must an approval of this role be confirmed by a fresh login at the identity
+        provider? The role's `step_up`, else the system's, else the defaults'."""
+        role = system.role(role_id)
+        for choice in (role.step_up if role else None, system.step_up):
+            if choice is not None:
+                return choice
+        return self.defaults.step_up
+
+    def breakglass_step_up(self, system_id: str) -> bool:
+        """Must the person breaking the glass on this system log in with MFA first?"""
+        system = self.system(system_id)
+        return system is not None and system.breakglass is not None and system.breakglass.step_up
+
+    def uses_step_up(self) -> bool:
+        """Does anything in the policy ask for step-up (then the OIDC settings are required)?"""
+        return any(
+            self.step_up(system, role.id)
+            or (system.breakglass is not None and system.breakglass.step_up)
+            for system in self.systems
+            for role in system.roles
         )
 
     def check_ticket(self, system: System, ticket: str) -> str | None:

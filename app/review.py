@@ -12,7 +12,8 @@ Counting rules (the test checks them against a hand count):
 - break-glass uses are `breakglass_granted` events; reviewed in time means a
   `breakglass_reviewed` event with detail in_time=true; extensions are `extension_approved`;
 - approvals are `approved` events by their actor; an approval by the requester (only
-  break-glass may allow it) is listed as a self-approval.
+  break-glass may allow it) is listed as a self-approval; an approval whose event carries
+  `step_up` (the login that confirmed it) counts as stepped up.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class Review:
     until: datetime
     lines: list[Line] = field(default_factory=list)
     approvals: dict[str, int] = field(default_factory=dict)
+    stepped_up: dict[str, int] = field(default_factory=dict)  # approvals confirmed by a login
     self_approvals: list[str] = field(default_factory=list)
     attention: list[str] = field(default_factory=list)
 
@@ -169,12 +171,15 @@ def _count_events(
         .order_by(AuditEvent.seq)
     ).all()
     approvals: Counter[str] = Counter()
+    stepped_up: Counter[str] = Counter()
     unreviewed: dict[str | None, tuple[Line, str]] = {}
     for event, requester in rows:
         entry = line(requester, event.system_id or "?")
         when = f"{event.request_id}, {iso(event.at)}"
         if event.event in APPROVAL_EVENTS:  # one per approver click (N of M: N events)
             approvals[event.actor] += 1
+            if "step_up" in event.detail:
+                stepped_up[event.actor] += 1
             if event.actor == requester:
                 review.self_approvals.append(f"{requester} approved their own request ({when})")
             if event.event == "extension_approved":
@@ -190,6 +195,7 @@ def _count_events(
         entry.breakglass_not_reviewed_in_time += 1
         review.attention.append(f"{text}: not reviewed in time")
     review.approvals = dict(sorted(approvals.items(), key=lambda kv: (-kv[1], kv[0])))
+    review.stepped_up = dict(sorted(stepped_up.items()))
 
 
 # --- rendering -----------------------------------------------------------------------------
@@ -242,9 +248,12 @@ def render_markdown(review: Review) -> str:
         "",
         "## Approvals by approver",
         "",
-        row(["Approver", "Approvals"]),
-        row(["---", "---"]),
-        *(row([who, str(n)]) for who, n in review.approvals.items()),
+        row(["Approver", "Approvals", "Stepped up"]),
+        row(["---", "---", "---"]),
+        *(
+            row([who, str(n), str(review.stepped_up.get(who, 0))])
+            for who, n in review.approvals.items()
+        ),
         "",
         "## Self-approvals (break-glass)",
         "",
@@ -266,7 +275,8 @@ def render_csv(review: Review) -> str:
     for entry in review.lines:
         writer.writerow(["access", *_cells(entry), "", ""])
     for who, n in review.approvals.items():
-        writer.writerow(["approvals", who, *blank, n, ""])
+        stepped = review.stepped_up.get(who, 0)
+        writer.writerow(["approvals", who, *blank, n, f"stepped up: {stepped}" if stepped else ""])
     for text in review.self_approvals:
         writer.writerow(["self_approval", "", *blank, "", text])
     for text in review.attention:
@@ -297,7 +307,10 @@ def render_html(review: Review) -> str:
         "<h2>Per person and system</h2>"
         + table(list(HEADERS.values()), [_cells(e) for e in [*review.lines, review.totals]])
         + "<h2>Approvals by approver</h2>"
-        + table(["Approver", "Approvals"], [[w, str(n)] for w, n in review.approvals.items()])
+        + table(
+            ["Approver", "Approvals", "Stepped up"],
+            [[w, str(n), str(review.stepped_up.get(w, 0))] for w, n in review.approvals.items()],
+        )
         + "<h2>Self-approvals (break-glass)</h2>"
         + items(review.self_approvals, "None.")
         + "<h2>Needs attention</h2>"

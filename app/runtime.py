@@ -12,6 +12,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from slack_bolt import App
 from slack_sdk import WebClient
 
+from app import clock
 from app import db as database
 from app.config import Settings
 from app.context import AppContext, NoDirectory
@@ -21,6 +22,7 @@ from app.jobs.expire import announce_unposted_requests, resume_interrupted
 from app.jobs.notices import resend_pending_notices
 from app.jobs.review import schedule_review
 from app.jobs.scheduler import start_scheduler
+from app.oidc import oidc_from_settings
 from app.oncall import pagerduty_from_settings
 from app.operations.policy_change import describe_uncovered, uncovered_sessions
 from app.policy import PolicyError, load_policy
@@ -46,6 +48,7 @@ def build_context(settings: Settings) -> AppContext:
         notify=QuietNotifier(),
         directory=NoDirectory(),
         oncall=pagerduty_from_settings(settings),
+        oidc=oidc_from_settings(settings, now=lambda: clock.now().timestamp()),
     )
     if settings.slack_bot_token:
         client = make_client(settings)

@@ -13,6 +13,8 @@ Rules it relies on:
   removed. A database that existed before the start is never removed, and nothing is removed
   once the bot serves.
 - The mode: `--http` or `--socket`, else Socket Mode when SLACK_APP_TOKEN is set, else HTTP.
+- In Socket Mode with a policy that uses step_up, the browser's pages (/step-up/…, /healthz)
+  are served on $PORT by app.web.BrowserServer, started before the connection opens.
 """
 
 from __future__ import annotations
@@ -24,14 +26,18 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.engine import make_url
 
+if TYPE_CHECKING:
+    from app.web import BrowserServer
+
 from app.config import Settings
 from app.doctor import startup_problems
-from app.runtime import build_bot
+from app.runtime import Bot, build_bot
 from app.slack import reach
 from app.text import short
 
@@ -96,11 +102,14 @@ def _serve_socket(settings: Settings, app_token: str) -> int:
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, on_signal)
+        browser = _browser_server(bot, settings)
         bot.start_timers()
         try:
             _connect(handler, settings)
         except BaseException:
             handler.close()
+            if browser is not None:
+                browser.stop()
             bot.stop()
             raise
     try:
@@ -110,8 +119,24 @@ def _serve_socket(settings: Settings, app_token: str) -> int:
             pass
     finally:
         handler.close()
+        if browser is not None:
+            browser.stop()
         bot.stop()
     return 0
+
+
+def _browser_server(bot: Bot, settings: Settings) -> BrowserServer | None:
+    """Socket Mode's HTTP server for step-up logins, when the policy uses step_up."""
+    if not bot.ctx.policy.uses_step_up():
+        return None
+    from app.web import BrowserServer
+
+    try:
+        return BrowserServer(bot, settings.port).start()
+    except OSError as exc:
+        raise StartFailed(
+            f"cannot listen on PORT {settings.port} for step-up logins: {exc.strerror}"
+        ) from None
 
 
 def _connect(handler: SocketModeHandler, settings: Settings) -> None:

@@ -2,6 +2,13 @@
 POST /slack/events → Bolt (signature checked there), GET /healthz → liveness + database check,
 GET /metrics → Prometheus text; with METRICS_TOKEN set, only for `Authorization: Bearer <it>`
 (compared in constant time), else 401. Without it /metrics is open to whoever reaches the port.
+GET /step-up/… → the browser's side of step-up approvals (app/step_up_pages.py).
+
+Socket Mode has no HTTP server of its own, but a step-up login ends in the browser, which must
+reach the bot: when the policy uses step_up, `serve --socket` also runs `BrowserServer`, a small
+threaded WSGI server (the standard library's) in the same process, serving only /step-up/… and
+/healthz on $PORT. In the same process, because the login finishes with the same operations,
+database and notifier as a click; threaded, so a slow identity provider holds up one page only.
 
 Why sync Bolt under gunicorn gthread and not the async adapter: our operations, SQLAlchemy and
 providers are synchronous; Bolt's sync App behind an async adapter handles one request at a
@@ -19,9 +26,12 @@ import gc
 import hmac
 import json
 import signal
+import threading
 from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
 from types import FrameType
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import structlog
 from gunicorn import glogging
@@ -34,6 +44,7 @@ from sqlalchemy import text
 from app import metrics
 from app.db import reading
 from app.runtime import Bot
+from app.step_up_pages import step_up_route
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 log = structlog.get_logger(__name__)
@@ -45,16 +56,10 @@ def make_wsgi_app(bot: Bot) -> WSGIApp:
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/healthz" and environ.get("REQUEST_METHOD") == "GET":
-            body: dict[str, object]
-            try:
-                with reading(bot.ctx.db) as db:
-                    db.execute(text("SELECT 1"))
-                status, body = "200 OK", {"ok": True}
-            except Exception as exc:
-                status, body = "503 Service Unavailable", {"ok": False, "error": type(exc).__name__}
-            payload = json.dumps(body).encode()
-            start_response(status, [("Content-Type", "application/json")])
-            return [payload]
+            return healthz(bot, start_response)
+        browser = step_up_route(bot.ctx, environ, start_response)
+        if browser is not None:
+            return browser
         if path == "/metrics" and environ.get("REQUEST_METHOD") == "GET":
             if not may_scrape(environ.get("HTTP_AUTHORIZATION"), bot.ctx.settings.metrics_token):
                 start_response(
@@ -68,6 +73,68 @@ def make_wsgi_app(bot: Bot) -> WSGIApp:
             return slack(environ, start_response)
 
     return app
+
+
+def healthz(bot: Bot, start_response: Callable[..., Any]) -> list[bytes]:
+    """GET /healthz: 200 while the database answers, else 503 with the error's type."""
+    body: dict[str, object]
+    try:
+        with reading(bot.ctx.db) as db:
+            db.execute(text("SELECT 1"))
+        status, body = "200 OK", {"ok": True}
+    except Exception as exc:
+        status, body = "503 Service Unavailable", {"ok": False, "error": type(exc).__name__}
+    payload = json.dumps(body).encode()
+    start_response(status, [("Content-Type", "application/json")])
+    return [payload]
+
+
+def make_browser_app(bot: Bot) -> WSGIApp:
+    """Socket Mode's HTTP app: /step-up/… and /healthz, nothing else (404)."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") == "GET":
+            return healthz(bot, start_response)
+        browser = step_up_route(bot.ctx, environ, start_response)
+        if browser is not None:
+            return browser
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"404 Not Found\n"]
+
+    return app
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """No access log: a request line would carry a step-up link's token."""
+
+
+class BrowserServer:
+    """`make_browser_app` on 0.0.0.0:`port` in a daemon thread, for Socket Mode (see above)."""
+
+    def __init__(self, bot: Bot, port: int, host: str = "0.0.0.0") -> None:  # noqa: S104
+        self._server = make_server(
+            host,
+            port,
+            make_browser_app(bot),
+            server_class=_ThreadingWSGIServer,
+            handler_class=_QuietHandler,
+        )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="browser-http", daemon=True
+        )
+
+    def start(self) -> BrowserServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 def may_scrape(authorization: str | None, token: SecretStr | None) -> bool:

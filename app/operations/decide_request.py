@@ -7,7 +7,9 @@ The clicker is checked here, on the server, every time: only the approvers of th
 (people or members of a user group), never the requester, each approver counted once, and only
 while the request is pending. A double-clicked Approve therefore counts once and grants once.
 Approving an access request creates its session in `granting` (the grant comes next); approving
-an extension moves the session's end.
+an extension moves the session's end. A role with `step_up` is approved only with the evidence
+of a fresh login at the identity provider (app/operations/step_up.py), never by a click alone;
+that evidence is written into the approval's audit event.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from app.models import (
 )
 from app.operations import people
 from app.operations.common import INTENT_LEASE, load_locked, new_id, read_row
-from app.operations.errors import ConflictError, NotAllowed
+from app.operations.errors import ConflictError, NotAllowed, StepUpRequired
 from app.operations.grant_session import grant_session
 from app.operations.queries import with_approvals
 from app.policy_values import format_duration
@@ -98,14 +100,26 @@ def _check_pending(request: AccessRequest) -> None:
         )
 
 
-def approve_request(ctx: AppContext, request_id: str, approver_id: str) -> Decision:
+def approve_request(
+    ctx: AppContext,
+    request_id: str,
+    approver_id: str,
+    step_up: dict[str, Any] | None = None,
+) -> Decision:
     """Count one approval; at the role's approvals_required the request is approved. The
     policy in force now decides, not the one in force when the request was made: the
     requester must still be allowed to ask, and only approvals from people who may approve
-    now are counted."""
+    now are counted. A role that needs step-up is refused (StepUpRequired) without `step_up`,
+    the verified login's issuer, sub, amr and auth_time."""
     before = read_row(ctx, AccessRequest, request_id, with_approvals)
     check_decider(ctx, before, approver_id, "approve")
     people.check_still_requester(ctx, before)
+    if step_up is None and needs_step_up(ctx, before):
+        raise StepUpRequired(
+            f"{before.system_id} {before.role_id} needs step-up: confirm your approval with "
+            "a fresh login at the identity provider."
+        )
+    stepped = audit.present(step_up=step_up)
     # Asked outside the transaction (a user group may need Slack). Approvals recorded after
     # this read were checked a moment ago by their own click.
     stale = set(not_approvers_now(ctx, before))
@@ -132,17 +146,32 @@ def approve_request(ctx: AppContext, request_id: str, approver_id: str) -> Decis
                 request=request,
                 approvals=f"{count}/{required}",
                 **not_counted,
+                **stepped,
             )
             decision = Decision(request)
         else:
             decision = _approve(
-                db, ctx, request, approver_id, Route.approvers, counted=counted, **not_counted
+                db,
+                ctx,
+                request,
+                approver_id,
+                Route.approvers,
+                counted=counted,
+                **not_counted,
+                **stepped,
             )
     if decision.approved:
         ctx.notify.request_decided(decision.request)
     else:
         ctx.notify.approval_counted(decision.request, approver_id)
     return decision
+
+
+def needs_step_up(ctx: AppContext, request: AccessRequest) -> bool:
+    """Must an approver confirm an approval of this request with a fresh login (`step_up` of
+    its role, system or the defaults, by the policy in force now)?"""
+    system = ctx.policy.system(request.system_id)
+    return system is not None and ctx.policy.step_up(system, request.role_id)
 
 
 def not_approvers_now(ctx: AppContext, request: AccessRequest) -> list[str]:
@@ -210,7 +239,7 @@ def _approve(
         request.review_due_at = now + system.breakglass.review_within
         request.next_escalation_at = request.review_due_at
         event = "breakglass_granted"
-        detail = {"review_due_at": request.review_due_at.isoformat()}
+        detail = {"review_due_at": request.review_due_at.isoformat(), **extra}
     else:
         event, detail = "auto_approved", {"rule": note}
     audit.record(db, event, actor, request=request, session=session, route=route.value, **detail)
@@ -249,15 +278,22 @@ def _extend(db: Session, ctx: AppContext, request: AccessRequest, actor: str) ->
     return session
 
 
-def approve_by_policy(ctx: AppContext, request_id: str, route: Route, rule: str) -> Decision:
+def approve_by_policy(
+    ctx: AppContext,
+    request_id: str,
+    route: Route,
+    rule: str,
+    step_up: dict[str, Any] | None = None,
+) -> Decision:
     """Approve without approvers because the policy says so (`rule` says which rule, for the
-    card and the audit trail). A request already decided is left as it is."""
+    card and the audit trail). A request already decided is left as it is. `step_up`: the
+    login that confirmed a break-glass, for its audit event."""
     with transaction(ctx.db) as db:
         request = load_locked(db, AccessRequest, request_id)
         if request.state != RequestState.pending:
             return Decision(request)
         actor = request.requester_id if route == Route.breakglass else audit.SYSTEM_ACTOR
-        decision = _approve(db, ctx, request, actor, route, rule)
+        decision = _approve(db, ctx, request, actor, route, rule, **audit.present(step_up=step_up))
     ctx.notify.request_decided(decision.request)
     return decision
 
@@ -312,12 +348,14 @@ def lapse_request(ctx: AppContext, request_id: str, why: str) -> AccessRequest |
     return request
 
 
-def approve_and_grant(ctx: AppContext, request_id: str, approver_id: str) -> Decision:
-    """An approver's click: count the approval (`approve_request`, which refuses with the reason)
-    and, when it is the one that approves the request, grant the session at once, as
-    `submit_request` does for what the policy approves alone. A second click is refused by the
-    approval, so the session is granted once."""
-    decision = approve_request(ctx, request_id, approver_id)
+def approve_and_grant(
+    ctx: AppContext, request_id: str, approver_id: str, step_up: dict[str, Any] | None = None
+) -> Decision:
+    """An approver's click (or its step-up confirmation, with `step_up`): count the approval
+    (`approve_request`, which refuses with the reason) and, when it is the one that approves
+    the request, grant the session at once, as `submit_request` does for what the policy
+    approves alone. A second click is refused by the approval, so the session is granted once."""
+    decision = approve_request(ctx, request_id, approver_id, step_up)
     grant_approved(ctx, decision)
     return decision
 

@@ -26,6 +26,10 @@ class NotAllowed(OperationError):
     """The person may not do this (never trust the payload: checked on every click)."""
 
 
+class StepUpRequired(NotAllowed):
+    """The role needs a fresh login at the identity provider to confirm this (step-up)."""
+
+
 class ConflictError(OperationError):
     """The row is no longer in the state this step starts from (a double click, a race)."""
 

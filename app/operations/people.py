@@ -67,7 +67,8 @@ def identity_of(ctx: AppContext, system: System, user_id: str) -> tuple[str, str
     no identity can be given (no email, an email outside the system's email_domains, Slack
     could not be asked)."""
     email = None
-    if uses_email(system) and user_id not in ctx.policy.users:
+    override = ctx.policy.users.get(user_id)
+    if uses_email(system) and (override is None or override.identity is None):
         email = ctx.directory.email_for(user_id)
     return ctx.policy.identity_for(system, user_id, email), email
 

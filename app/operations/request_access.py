@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy import select, update
@@ -317,17 +318,25 @@ def policy_route(policy: Policy, request: AccessRequest) -> PolicyRoute:
 
 
 def submit_request(
-    ctx: AppContext, request_id: str, route: PolicyRoute | None = None
+    ctx: AppContext,
+    request_id: str,
+    route: PolicyRoute | None = None,
+    step_up: dict[str, Any] | None = None,
 ) -> Decision | None:
     """After the request is stored: let the policy decide what it decides alone, post the card
     (it shows how the request was decided, or asks the approvers), grant what was approved.
     `route`: as the caller decided it (the listener, which told the requester by it); None only
-    where nobody has yet (a request stored but never submitted, found at start)."""
+    where nobody has yet (a request stored but never submitted, found at start). A break-glass
+    whose policy asks for step-up waits, unposted, for the requester's login (`step_up`: its
+    evidence, from app/operations/step_up.py)."""
     request = read_row(ctx, AccessRequest, request_id, with_approvals)
     if route is None:
         route = policy_route(ctx.policy, request)
     pending = request.state == RequestState.pending
-    decision = decide_by_policy(ctx, request, route) if pending else None
+    breakglass = route.rule is not None and route.rule[0] == Route.breakglass
+    if pending and breakglass and not step_up and ctx.policy.breakglass_step_up(request.system_id):
+        return None
+    decision = decide_by_policy(ctx, request, route, step_up) if pending else None
     if decision is not None:
         request = read_row(ctx, AccessRequest, request_id, with_approvals)
     ctx.notify.request_created(request)
@@ -336,7 +345,10 @@ def submit_request(
 
 
 def decide_by_policy(
-    ctx: AppContext, request: AccessRequest, route: PolicyRoute
+    ctx: AppContext,
+    request: AccessRequest,
+    route: PolicyRoute,
+    step_up: dict[str, Any] | None = None,
 ) -> Decision | None:
     """Break-glass, staging tier, auto_approve, on call: approved now. Otherwise None (the
     approvers decide). PagerDuty unreachable means approvers decide, never a grant."""
@@ -347,7 +359,7 @@ def decide_by_policy(
         if not on_call(ctx, request, why):
             return None
         why = f"on call ({why})"
-    return approve_by_policy(ctx, request.id, kind, why)
+    return approve_by_policy(ctx, request.id, kind, why, step_up)
 
 
 def on_call(ctx: AppContext, request: AccessRequest, schedule: str) -> bool:

@@ -23,6 +23,7 @@ class Action(StrEnum):
     breakglass_ack = "breakglass_ack"
     breakglass_flag = "breakglass_flag"
     deny_reason_input = "deny_reason_input"
+    step_up_open = "step_up_open"  # a link button: Slack still tells us of the click
 
 
 class Callback(StrEnum):

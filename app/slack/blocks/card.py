@@ -35,6 +35,11 @@ from app.slack.blocks.mrkdwn import access_kind, as_dicts, code, context, sectio
 from app.slack.ids import Action
 from app.slack.text import escape, quote, slack_date, truncate
 
+#: On a pending card whose role needs step-up (app/operations/step_up.py).
+STEP_UP_LINE = (
+    ":closed_lock_with_key: *Needs step-up*: Approve counts after a fresh MFA login "
+    "at the identity provider"
+)
 CARD_REASON_MAX = 700  # longer reasons are cut on the card; the full text goes in the thread
 
 
@@ -111,7 +116,8 @@ def approval_card(
         and request.review_state != ReviewState.flagged
         and clock.now() <= policy.retry_until(system, request.decided_at or session.created_at)
     )
-    blocks += _card_status(request, session, approvers, retry_open)
+    step_up = system is not None and policy.step_up(system, request.role_id)
+    blocks += _card_status(request, session, approvers, retry_open, step_up)
     return as_dicts(blocks)
 
 
@@ -124,11 +130,17 @@ def grants_line(request: AccessRequest) -> str:
 
 
 def _card_status(
-    request: AccessRequest, session: AccessSession | None, approvers: str, retry_open: bool
+    request: AccessRequest,
+    session: AccessSession | None,
+    approvers: str,
+    retry_open: bool,
+    step_up: bool = False,
 ) -> list[Block]:
     if request.state == RequestState.pending:
         count, required = len(request.approved_by), request.approvals_required
         lines = []
+        if step_up:
+            lines.append(STEP_UP_LINE)
         if required > 1 or count:
             who = ", ".join(f"<@{a}>" for a in request.approved_by) or "nobody yet"
             lines.append(f":ballot_box_with_check: *{count} of {required} approvals* ({who})")

@@ -21,9 +21,9 @@ from app.operations.end_session import end_session
 from app.operations.errors import InvalidRequest, OperationError
 from app.operations.request_access import RequestForm, create_request, policy_route
 from app.slack.after_ack import AfterAck
-from app.slack.blocks import answers
+from app.slack.blocks import answers, step_up
 from app.slack.listeners import replies
-from app.slack.listeners.request import request_modal, submit
+from app.slack.listeners.request import breakglass_link, request_modal, submit
 from app.slack.text import escape, unescape
 
 QUICK_FIELDS = ("system", "role", "duration", "ticket", "reason")
@@ -78,6 +78,13 @@ def _quick_request(ctx: AppContext, later: AfterAck, ack: Ack, user: str, text: 
         ack(text=answers.problem_text(exc.errors, exc.mentions))
         return
     route = policy_route(ctx.policy, request)
+    link = breakglass_link(ctx, request, route)
+    if link is not None:  # granted after the requester's fresh login (step-up)
+        ack(
+            text=step_up.confirm_text(link, breakglass=True),
+            blocks=step_up.confirm_blocks(link, breakglass=True),
+        )
+        return
     ack(text=answers.accepted_text(request, route.rule))
     submit(ctx, later, request, route)
 

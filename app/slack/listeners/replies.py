@@ -40,16 +40,18 @@ def attempt(
         return None
 
 
-def tell(client: WebClient, body: dict, text: str) -> None:
-    """Say `text` to the clicker alone: ephemeral in the channel of the click, else in a DM."""
+def tell(client: WebClient, body: dict, text: str, blocks: list[dict] | None = None) -> None:
+    """Say `text` (or `blocks`) to the clicker alone: ephemeral in the channel of the click,
+    else in a DM."""
     user = body["user"]["id"]
     channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
         "channel_id"
     )
+    extra: dict[str, Any] = {"blocks": blocks} if blocks else {}  # none: as before, text only
     if channel:
-        client.chat_postEphemeral(channel=channel, user=user, text=text)
+        client.chat_postEphemeral(channel=channel, user=user, text=text, **extra)
     else:
-        client.chat_postMessage(channel=user, text=text)
+        client.chat_postMessage(channel=user, text=text, **extra)
 
 
 def refusal(exc: OperationError) -> str:

@@ -5,6 +5,8 @@ closes only on a request that exists, and is submitted after it.
 Submitting follows the request's PolicyRoute, decided here once: a request the approvers decide
 has its card posted when Slack is quiet (`later.when_quiet`); a grant the policy makes at once
 (break-glass, staging, auto_approve, on call) is what the requester waits on, so it starts now.
+A break-glass whose system says `breakglass.step_up` is granted only after the requester's
+fresh login: they get the "Confirm with <identity provider>" link instead (`breakglass_link`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from app.context import AppContext
-from app.models import AccessRequest, AccessSession
+from app.models import AccessRequest, AccessSession, Route
 from app.operations import people
 from app.operations.errors import InvalidRequest, OperationError
 from app.operations.request_access import (
@@ -26,8 +28,9 @@ from app.operations.request_access import (
     request_extension,
     submit_request,
 )
+from app.operations.step_up import StepUpLink, start_breakglass
 from app.slack.after_ack import AfterAck
-from app.slack.blocks import modals
+from app.slack.blocks import modals, step_up
 from app.slack.ids import Action, Block, Callback
 from app.slack.listeners import forms, replies
 
@@ -57,6 +60,15 @@ def submit(
     queue(submit_request, ctx, request.id, route)
 
 
+def breakglass_link(
+    ctx: AppContext, request: AccessRequest, route: PolicyRoute
+) -> StepUpLink | None:
+    """The requester's link to confirm a break-glass that needs step-up; None otherwise."""
+    if route.rule is None or route.rule[0] != Route.breakglass:
+        return None
+    return start_breakglass(ctx, request.id)
+
+
 def register(app: App, ctx: AppContext, later: AfterAck) -> None:
     """Attach the request and extend modals' listeners."""
 
@@ -74,7 +86,7 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
         )
 
     @app.view(Callback.request_modal)
-    def on_request_submit(ack: Ack, body: dict, view: dict) -> None:
+    def on_request_submit(ack: Ack, body: dict, view: dict, client: WebClient) -> None:
         values = view["state"]["values"]
         system, role = forms.selected(values)
         form = RequestForm(
@@ -91,7 +103,17 @@ def register(app: App, ctx: AppContext, later: AfterAck) -> None:
             ack(response_action="errors", errors=forms.field_errors(values, exc.errors))
             return
         ack()
-        submit(ctx, later, request)
+        route = policy_route(ctx.policy, request)
+        link = breakglass_link(ctx, request, route)
+        if link is None:
+            submit(ctx, later, request, route)
+            return
+        later(
+            client.chat_postMessage,
+            channel=request.requester_id,
+            text=step_up.confirm_text(link, breakglass=True),
+            blocks=step_up.confirm_blocks(link, breakglass=True),
+        )
 
     app.action(Action.extend_session)(
         replies.modal_button(

@@ -1,6 +1,7 @@
 """The access policy: policy.yml → validated pydantic models, and the pure questions asked of it.
 
-A bad file stops start-up with `PolicyError`: the file, the line, the key path and the reason.
+A bad file stops start-up with `PolicyError`: the file, the line, the key path and the reason
+(app/policy_lines.py finds the line).
 Nothing here talks to Slack, the database or a provider.
 The values it is made of (durations, ticket patterns, email domains, principals) are checked
 in app/policy_values.py.
@@ -26,6 +27,7 @@ from pydantic import (
     field_validator,
 )
 
+from app.policy_lines import describe_error, line_of
 from app.policy_values import (
     DURATION_CHOICES,
     IDENTITY_FIELDS,
@@ -360,47 +362,3 @@ def email_domains_problem(policy: Policy, system: System) -> str | None:
             "system), e.g. email_domains: [example.com]"
         )
     return None
-
-
-def describe_error(path: Path, root: yaml.Node | None, exc: ValidationError) -> str:
-    """The first validation error as `file:line: key.path: reason`."""
-    line, key, reason = located_errors(root, exc)[0]
-    return f"{path}:{line}: {key}: {reason}"
-
-
-def located_errors(root: yaml.Node | None, exc: ValidationError) -> list[tuple[int, str, str]]:
-    """Every validation error as (line, key path, reason), in pydantic's order."""
-    located = []
-    for error in exc.errors():
-        loc = [part for part in error["loc"] if not str(part).startswith("function-")]
-        reason = str(error["msg"]).removeprefix("Value error, ")
-        located.append((line_of(root, loc), key_path(loc) or "(top level)", reason))
-    return located
-
-
-def line_of(root: yaml.Node | None, loc: list[Any]) -> int:
-    """The 1-based line of the deepest node that `loc` reaches in the YAML tree."""
-    node, line = root, (root.start_mark.line + 1 if root else 1)
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if k.value == str(part)), None)
-            key = next((k for k, _ in node.value if k.value == str(part)), None)
-            if match is None:
-                break
-            line, node = key.start_mark.line + 1, match  # type: ignore[union-attr]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if part >= len(node.value):
-                break
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line
-
-
-def key_path(loc: list[Any]) -> str:
-    """`systems[0].roles[1].grant` for the path ['systems', 0, 'roles', 1, 'grant']."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out

@@ -20,7 +20,8 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from app.policy import Defaults, Policy, System, key_path, line_of, located_errors
+from app.policy import Defaults, Policy, System
+from app.policy_lines import key_path, line_of, located_errors
 
 Severity = Literal["error", "warning"]
 ERROR: Severity = "error"

@@ -225,10 +225,10 @@ def test_a_variable_of_env_example_that_nothing_reads_is_a_warning(tmp_path: Pat
     ]
 
 
-def test_the_repositorys_example_policy_has_no_errors() -> None:
+def test_the_repositorys_example_policy_passes_even_strict() -> None:
+    """The policy people copy first passes what the README tells a policy repository to run."""
     root = Path(__file__).resolve().parents[1]
-    findings = check_policy_file(root / "policy.example.yml")
-    assert [f for f in findings if f.severity == "error"] == []
+    assert check_policy_file(root / "policy.example.yml") == []
 
 
 def test_warnings_fail_only_with_strict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -71,7 +71,7 @@ def append(
 
 def recorded(db: sessionmaker[Session]) -> list[dict[str, Any]]:
     with reading(db) as session:
-        return [audit.as_dict(row) for row in session.scalars(select(AuditEvent))]
+        return [audit.as_dict(row) for row in audit.events(session)]
 
 
 def assert_rechains(events: Sequence[dict[str, Any]]) -> None:
@@ -344,3 +344,20 @@ def test_lag_and_failures_show_in_metrics_and_check_without_the_token(
         deliver_to_all(settings, db)
         [(_, ok, detail)] = check_rows(settings)
         assert ok and detail.endswith("up to date (seq 5)")
+
+
+def test_migration_0008_adds_and_removes_the_cursor_table(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from app.db import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'migrate.db'}"
+    config = alembic_config(url)
+    command.upgrade(config, "0008")
+    engine = make_engine(url)
+    columns = [c["name"] for c in inspect(engine).get_columns("audit_sink_cursors")]
+    assert columns == [c.name for c in AuditSinkCursor.__table__.columns]
+    command.downgrade(config, "0006")
+    assert "audit_sink_cursors" not in inspect(engine).get_table_names()
+    engine.dispose()

@@ -1,5 +1,6 @@
-"""Audit streaming at scale: two replicas on one real PostgreSQL deliver each event once, in
-order, one at a time (a replica killed mid-batch costs one resent batch, de-duplicable by seq);
+"""Audit streaming in the running bot and at scale: the bot's own timer streams a real access
+as it happens; two replicas on one real PostgreSQL deliver each event once, in order, one at a
+time (a replica killed mid-batch costs one resent batch, de-duplicable by seq);
 a long trail streams in memory bounded by a batch, not by the trail (100,000 events:
 bench/audit_sinks.py).
 """
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,8 +22,12 @@ from app import audit, clock
 from app.audit_sinks import deliver
 from app.audit_sinks.deliver import Delivery, deliver_to_all
 from app.db import make_engine, make_sessionmaker, reading, transaction, upgrade
+from app.jobs.scheduler import start_scheduler
+from tests.conftest import BOB, LEAD1, BotHarness, eventually, make_settings, write_policy
 from tests.fakes.audit_trail import seed_events
 from tests.fakes.hec_receiver import HecReceiver
+from tests.fakes.slack_api import FakeSlack
+from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.test_audit_sinks import HEC_TOKEN, assert_rechains, recorded, sink_settings
 
 WRITES, EVENTS_PER_WRITE = 60, 5
@@ -128,3 +134,31 @@ def test_a_long_trail_streams_to_a_file_in_memory_bounded_by_a_batch(tmp_path: P
     assert peak < size
     with path.open(encoding="utf-8") as lines:
         assert sum(1 for _ in lines) == count
+
+
+def test_the_bots_timer_streams_a_real_access_to_splunk_as_it_happens(
+    tmp_path: Path, slack: FakeSlack, webhook: WebhookReceiver
+) -> None:
+    policy = write_policy(tmp_path / "policy.yml", webhook.url)
+    with HecReceiver(HEC_TOKEN) as hec:
+        settings = make_settings(tmp_path, slack, policy).model_copy(
+            update={
+                "audit_sinks": hec.url,
+                "audit_sink_token": SecretStr(HEC_TOKEN),
+                "audit_sink_interval_seconds": 0.2,
+            }
+        )
+        bot = BotHarness(settings, slack)
+        scheduler = start_scheduler(bot.ctx)
+        try:
+            bot.granted("orders-api write 1h PAY-2 backfill", BOB, LEAD1)
+            events = eventually(
+                lambda: [e["event"] for e in hec.events if e["event"] == "granted"],
+                what="the granted event at HEC",
+            )
+            assert events == ["granted"]
+            assert hec.events == recorded(bot.ctx.db)[: len(hec.events)]
+            assert [e["event"] for e in hec.events][:2] == ["requested", "approved"]
+        finally:
+            scheduler.shutdown(wait=True)
+            bot.stop()

@@ -93,6 +93,22 @@ class Settings(BaseSettings):
     notice_retry_max_seconds: float = Field(default=3600.0, gt=0)
     notice_max_attempts: int = Field(default=10, ge=1, le=1000)
 
+    # --- Audit streaming (app/audit_sinks/): every audit event, in order, to each sink ---
+    audit_sink_token: SecretStr | None = None  # Splunk HEC: `Authorization: Splunk <token>`
+    audit_sink_secret: SecretStr | None = None  # generic https://: the HMAC signing key
+    audit_sinks: str = ""  # comma-separated URLs: https://…, s3://bucket/prefix, file:///…
+    audit_sink_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    audit_sink_retry_base_seconds: float = Field(default=5.0, gt=0)
+    audit_sink_retry_max_seconds: float = Field(default=300.0, gt=0)
+
+    @field_validator("audit_sinks")
+    @classmethod
+    def _audit_sinks_shape(cls, value: str, info: ValidationInfo) -> str:
+        from app.audit_sinks.targets import parse_sinks
+
+        parse_sinks(value, info.data.get("audit_sink_token"), info.data.get("audit_sink_secret"))
+        return value
+
     # --- Logs ---
     log_format: Literal["auto", "console", "json"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

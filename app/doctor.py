@@ -35,6 +35,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from app.audit_sinks.status import check_rows as audit_sink_rows
 from app.config import Settings, not_set
 from app.logging import setup_logging
 from app.oncall import OnCallUnavailable, pagerduty_from_settings
@@ -77,6 +78,7 @@ def run_checks() -> list[CheckResult]:
         _providers(policy, results)
         _pagerduty(settings, policy, results)
     _step_up(settings, policy, results)
+    results.extend(CheckResult(*row) for row in audit_sink_rows(settings))
     # Error texts come from libraries and servers; no secret the bot knows may reach the screen
     # (the settings and the providers registered theirs with app.text as they were read).
     return [replace(result, detail=redact(result.detail)) for result in results]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +23,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import clock
+from app.audit_sinks.status import AuditSinkLag
+from app.audit_sinks.targets import SinkTarget
 from app.db import reading
 from app.models import AccessRequest, AccessSession, RequestState, SessionState
 
@@ -48,6 +50,12 @@ EXPIRY_LAG_SECONDS = Histogram(
 SLACK_API_ERRORS = Counter(
     "prod_access_slack_api_errors", "Slack notices that failed", ["notice"], registry=REGISTRY
 )
+
+# --- audit streaming: failures counted here, lag read from the database (app/audit_sinks/) ---
+AUDIT_SINK_FAILURES = Counter(
+    "prod_access_audit_sink_failures", "Audit batches a sink did not take (each is sent again)",
+    ["sink"], registry=REGISTRY,
+)  # fmt: skip
 
 
 #: How long the counts by state are reused before a scrape reads them again (app.clock time).
@@ -109,8 +117,11 @@ def _count_by(db: Session, column: Any) -> dict[Any, int]:
     }
 
 
-def render(db: sessionmaker[Session]) -> bytes:
-    """The exposition text: this process's observations, then the counts by state (cached)."""
+def render(db: sessionmaker[Session], audit_sinks: Sequence[SinkTarget] = ()) -> bytes:
+    """The exposition text: this process's observations, then the counts by state and each
+    audit sink's lag (both read at most every COUNTS_MAX_AGE)."""
     counts = CollectorRegistry()
     counts.register(_StateCounts(db))
+    if audit_sinks:
+        counts.register(AuditSinkLag(db, audit_sinks, COUNTS_MAX_AGE))
     return generate_latest(REGISTRY) + generate_latest(counts)

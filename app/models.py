@@ -311,3 +311,26 @@ class StepUpLogin(Base):
     nonce: Mapped[str | None] = mapped_column(String(64))
     code_verifier: Mapped[str | None] = mapped_column(String(128))
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# --- audit streaming (app/audit_sinks/) ----------------------------------------------------
+
+
+class AuditSinkCursor(Base):
+    """How far one audit sink (a SIEM, a bucket, a file) has been sent the audit trail.
+    `delivered_seq` is the last event the sink confirmed; `sending_through`, while set, is the
+    last seq of the batch being sent (kept after a failure or a crash, so the same range goes
+    again, with the same idempotency key); the lease says which process delivers right now."""
+
+    __tablename__ = "audit_sink_cursors"
+
+    sink_id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the URL
+    sink_url: Mapped[str] = mapped_column(String(500))  # as shown: no query, no user:password
+    delivered_seq: Mapped[int] = mapped_column(Integer, default=0)
+    sending_through: Mapped[int | None] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # failures in a row
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(32))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -42,6 +42,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from sqlalchemy import text
 
 from app import metrics
+from app.audit_sinks.targets import configured
 from app.db import reading
 from app.runtime import Bot
 from app.step_up_pages import step_up_route
@@ -68,7 +69,7 @@ def make_wsgi_app(bot: Bot) -> WSGIApp:
                 )
                 return [b"401 Unauthorized: send Authorization: Bearer <METRICS_TOKEN>\n"]
             start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
-            return [metrics.render(bot.ctx.db)]
+            return [metrics.render(bot.ctx.db, configured(bot.ctx.settings))]
         with bot.later.answering():  # work that can wait waits for this answer
             return slack(environ, start_response)
 

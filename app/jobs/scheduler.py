@@ -18,6 +18,7 @@ from apscheduler.schedulers.base import STATE_RUNNING
 
 from app import clock
 from app.context import AppContext
+from app.jobs.audit_sinks import stream_audit_events
 from app.jobs.expire import expire_due_sessions, next_due_at
 from app.jobs.notices import resend_pending_notices
 from app.jobs.reconcile import reconcile
@@ -41,6 +42,7 @@ def start_scheduler(
                 (escalate_unreviewed_breakglass, settings.reminder_interval_seconds),
                 (reconcile, settings.reconcile_interval_seconds),
                 (resend_pending_notices, settings.notice_resend_interval_seconds),
+                (stream_audit_events, settings.audit_sink_interval_seconds),
                 *also,
             )
         },

@@ -98,8 +98,9 @@ class _Handler(BaseHTTPRequestHandler):
 class LocalServer:
     """Serves `handle` on http://127.0.0.1:<free port> until `stop()`."""
 
-    def __init__(self, handle: Callable[[Request], Reply]) -> None:
+    def __init__(self, handle: Callable[[Request], Reply], port: int = 0) -> None:
         self._handle = handle
+        self._port = port  # 0: the kernel chooses; a fake restarted on its old port passes it
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -112,7 +113,7 @@ class LocalServer:
     def start(self) -> None:
         if self._server is not None:
             return
-        server = _Server(("127.0.0.1", 0), _Handler)
+        server = _Server(("127.0.0.1", self._port), _Handler)
         server.handle = self._handle
         self._thread = threading.Thread(
             target=server.serve_forever,

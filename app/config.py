@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     pagerduty_token: SecretStr | None = None
     pagerduty_api_url: str = "https://api.pagerduty.com"
 
+    # --- Ticket trackers (app/trackers/): a request's ticket is looked up before the ack ---
+    tracker_lookup_seconds: float = Field(default=2.0, gt=0, le=2.5)  # then "not verified"
+
     # --- Slack notices: one Slack still refuses after the client's retries is kept and re-sent ---
     notice_resend_interval_seconds: float = Field(default=30.0, gt=0, le=3600)
     notice_retry_base_seconds: float = Field(default=30.0, gt=0)

@@ -17,6 +17,7 @@ from app.delivery.notices import Notifier
 from app.oidc import OidcClient
 from app.policy import Policy
 from app.providers.base import Provider
+from app.trackers.base import Trackers
 
 
 class Directory(Protocol):
@@ -58,3 +59,4 @@ class AppContext:
     directory: Directory
     oncall: OnCall | None = None
     oidc: OidcClient | None = None  # step-up approvals (None: the OIDC settings are not set)
+    trackers: Trackers | None = None  # ticket trackers (None: built without the policy's)

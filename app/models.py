@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     DateTime,
     Enum,
     ForeignKey,
@@ -157,6 +158,16 @@ class AccessRequest(Base):
     identity: Mapped[str | None] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(320))
     grant_name: Mapped[str | None] = mapped_column(String(200))
+    # The ticket as its tracker answered before anyone was asked (app/operations/tickets.py):
+    # the tracker's type (None: no tracker handles it), whether it was verified (False: the
+    # tracker could not be asked; `ticket_note` says why) and what the card shows.
+    ticket_tracker: Mapped[str | None] = mapped_column(String(40))
+    ticket_verified: Mapped[bool | None] = mapped_column(Boolean)
+    ticket_note: Mapped[str | None] = mapped_column(Text)
+    ticket_title: Mapped[str | None] = mapped_column(String(300))
+    ticket_status: Mapped[str | None] = mapped_column(String(100))
+    ticket_assignee: Mapped[str | None] = mapped_column(String(300))
+    ticket_url: Mapped[str | None] = mapped_column(String(500))
 
     # Loaded where it is shown (the card, an approver's queue: `with_approvals`), not with
     # every request: most loads (a revoke, attaching a card) never look at it.
@@ -334,3 +345,23 @@ class AuditSinkCursor(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(32))
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# --- ticket trackers (app/trackers/) --------------------------------------------------------
+
+
+class TicketComment(Base):
+    """One comment on a session's ticket (`event`: granted, ended, closeout), so it is posted
+    once however often its notice is delivered, and its failure shown in the card's thread
+    once however often it is retried (app/operations/ticket_comments.py)."""
+
+    __tablename__ = "ticket_comments"
+    __table_args__ = (UniqueConstraint("session_id", "event"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("access_sessions.id"))
+    event: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    failure_shown_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -45,6 +45,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class TrackerRule(_Strict):
+    """A ticket tracker for tickets whose text matches `pattern` (RE2): app/trackers/. The
+    system's rules are tried first, then the defaults'; the first that matches handles it."""
+
+    type: str = Field(min_length=1)
+    pattern: TicketPattern = Field(min_length=1)
+    config: dict[str, Any] = Field(default_factory=dict)
+    require_open: bool = True  # a closed or resolved ticket is refused
+    require_assignee_is_requester: bool = False  # the assignee's email = the requester's
+    comment: bool | None = None  # unset: yes, where the tracker takes comments
+    end_access_on_resolve: bool | None = None  # unset: yes for incident trackers
+
+
 class Defaults(_Strict):
     approver_channel: str | None = None
     ticket_pattern: TicketPattern = r"^[A-Z][A-Z0-9]+-\d+$"
@@ -60,6 +73,7 @@ class Defaults(_Strict):
     step_up: bool = False
     step_up_max_age: Duration = timedelta(minutes=5)  # how fresh the login must be
     step_up_amr: list[str] = Field(default_factory=lambda: ["mfa", "hwk", "otp", "swk"])
+    trackers: list[TrackerRule] = Field(default_factory=list)
 
 
 class Breakglass(_Strict):
@@ -111,6 +125,7 @@ class System(_Strict):
     email_domains: EmailDomains = None  # unset: the defaults' list
     retry_within: Duration | None = None
     step_up: bool | None = None  # unset: the defaults'
+    trackers: list[TrackerRule] = Field(default_factory=list)  # tried before the defaults'
     roles: list[Role] = Field(min_length=1)
 
     @field_validator("identity")

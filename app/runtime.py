@@ -18,6 +18,7 @@ from app.config import Settings
 from app.context import AppContext, NoDirectory
 from app.delivery.notices import QuietNotifier
 from app.delivery.outbox import Outbox
+from app.delivery.tickets import with_ticket_comments
 from app.jobs.expire import announce_unposted_requests, resume_interrupted
 from app.jobs.notices import resend_pending_notices
 from app.jobs.review import schedule_review
@@ -33,6 +34,7 @@ from app.slack.delivery import deliver_to, describe
 from app.slack.directory import SlackDirectory
 from app.slack.notifier import SlackNotifier, publish_review
 from app.slack.replays import FORGET_EVERY_SECONDS, forget_old_slack_requests
+from app.trackers.base import build_trackers
 
 
 def build_context(settings: Settings) -> AppContext:
@@ -49,11 +51,13 @@ def build_context(settings: Settings) -> AppContext:
         directory=NoDirectory(),
         oncall=pagerduty_from_settings(settings),
         oidc=oidc_from_settings(settings, now=lambda: clock.now().timestamp()),
+        trackers=build_trackers(policy),
     )
     if settings.slack_bot_token:
         client = make_client(settings)
         slack = SlackNotifier(client, ctx)
-        ctx.notify = Outbox(sessions, settings, deliver_to(slack), describe)
+        deliver = with_ticket_comments(ctx, deliver_to(slack))
+        ctx.notify = Outbox(sessions, settings, deliver, describe)
         ctx.directory = SlackDirectory(client)
     return ctx
 

@@ -34,6 +34,21 @@ class NoticeKind(StrEnum):
     closeout_missing = "closeout_missing"  # (session)
     drift_found = "drift_found"  # (session, what was found)
     home_opened = "home_opened"  # (user id)
+    # ticket trackers (app/trackers/): a comment on the session's ticket, and (to Slack) that
+    # one could not be posted; the event is a TicketEvent value
+    ticket_comment = "ticket_comment"  # (session, event)
+    ticket_comment_failed = "ticket_comment_failed"  # (session, event, error, outcome)
+
+
+#: Kinds delivered to a ticket tracker, not to Slack (app/delivery/tickets.py). They wait in a
+#: line of their own, not their request's: a tracker that is down delays its comments, never
+#: the request's Slack notices (nor the other way round).
+TRACKER_KINDS = frozenset({NoticeKind.ticket_comment})
+
+
+def own_line(request_id: str) -> str:
+    """The line (`pending_notices.request_id`) a request's TRACKER_KINDS notices wait in."""
+    return request_id + "/T"
 
 
 class Notifier:
@@ -84,6 +99,15 @@ class Notifier:
 
     def home_opened(self, user_id: str) -> None:
         self.send(NoticeKind.home_opened, user_id)
+
+    def ticket_comment(self, session: AccessSession, event: str) -> None:
+        self.send(NoticeKind.ticket_comment, session, event)
+
+    def ticket_comment_failed(
+        self, session: AccessSession, event: str, error: str, outcome: str
+    ) -> None:
+        """`outcome`: "retrying" or "given_up"."""
+        self.send(NoticeKind.ticket_comment_failed, session, event, error, outcome)
 
 
 class QuietNotifier(Notifier):

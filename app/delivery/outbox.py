@@ -16,7 +16,9 @@ gives it (app/slack/delivery.py). The rules:
   NOTICE_MAX_ATTEMPTS gives up: an error is logged and the row stays, marked failed.
 - While a request has a notice waiting in the table, its later notices wait behind it, so nobody
   reads "access ended" before "access granted". The waiting notice itself, sent again by its
-  caller (a card posted at start), goes at once and takes the kept copy along.
+  caller (a card posted at start), goes at once and takes the kept copy along. Comments on a
+  ticket (notices.TRACKER_KINDS) wait in a line of their own (`R-…/T`), so a tracker that is down
+  never holds up Slack.
 - At stop, queued notices are still sent for a few seconds, then stored: none is dropped.
 
 A notice is delivered at least once: one that failed halfway (the card posted, the DM refused)
@@ -39,7 +41,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app import metrics
 from app.config import Settings
 from app.db import reading
-from app.delivery.notices import NoticeArg, NoticeKind, Notifier
+from app.delivery.notices import TRACKER_KINDS, NoticeArg, NoticeKind, Notifier, own_line
 from app.delivery.pending import Kept, PendingNotices, decode_args, encode_args
 from app.logging import bound, ids_of
 from app.models import PendingNotice
@@ -112,6 +114,8 @@ class Outbox(Notifier):
     def send(self, kind: NoticeKind, *args: NoticeArg) -> None:
         """Deliver the notice (see the module docstring); never raises."""
         ids = ids_of(*args)
+        if kind in TRACKER_KINDS and "request_id" in ids:  # "request_id": the line it waits in
+            ids = {**ids, "request_id": own_line(ids["request_id"])}
         with self._lock:
             if self._lanes is not None:
                 key = ids.get("request_id") or kind.value

@@ -44,6 +44,7 @@ from app.operations.errors import ConflictError, NotFound, OperationError
 from app.operations.queries import sessions_of_same_access
 from app.providers.base import Provider, ProviderError
 from app.text import short
+from app.trackers.comments import TicketEvent
 
 _AUDIT_EVENT = {
     EndReason.expired: "expired",
@@ -182,6 +183,7 @@ def record_revokes(ctx: AppContext, outcomes: list[RevokeOutcome]) -> list[Acces
     for session in changed:
         if session.state == SessionState.ended:
             ctx.notify.session_ended(session)
+            ctx.notify.ticket_comment(session, TicketEvent.ended)
         else:
             ctx.notify.revoke_failed(session)
     return [rows[o.session_id] for o in outcomes]

@@ -36,6 +36,7 @@ from app.operations.errors import ConflictError, NotAllowed, OperationError
 from app.policy_values import format_duration
 from app.providers.base import ProviderError
 from app.text import short
+from app.trackers.comments import TicketEvent
 
 log = structlog.get_logger(__name__)
 #: The longest wait between two checks of a grant whose outcome is unknown.
@@ -82,6 +83,7 @@ def grant_session(ctx: AppContext, session_id: str) -> AccessSession:
             _record_not_granted(db, ctx, session, outcome, error or "unknown error")
     if session.state == SessionState.active:
         ctx.notify.session_granted(session)
+        ctx.notify.ticket_comment(session, TicketEvent.granted)
         if session.request.review_state == ReviewState.flagged:
             # Flagged in review while the grant was in flight: it ends now.
             return end_session(

@@ -28,7 +28,7 @@ from app.models import (
     Route,
     SessionState,
 )
-from app.operations import people
+from app.operations import people, tickets
 from app.operations.common import load_locked, new_id, read_row
 from app.operations.decide_request import Decision, approve_by_policy, grant_approved
 from app.operations.errors import ConflictError, InvalidRequest, NotAllowed
@@ -148,6 +148,7 @@ def create_request(ctx: AppContext, requester_id: str, form: RequestForm) -> Acc
         raise InvalidRequest(
             {"system": _sentence(str(exc))}, mentions=[people.mention(requester_id)]
         ) from None
+    checked = tickets.check_ticket(ctx, system, requester_id, email, valid.ticket)
     now = clock.now()
     with transaction(ctx.db) as db:
         request = AccessRequest(
@@ -169,6 +170,7 @@ def create_request(ctx: AppContext, requester_id: str, form: RequestForm) -> Acc
             identity=identity,
             email=email,
             grant_name=role.grant,
+            **checked.columns(),
         )
         insert_row(db, request)
         audit.record(
@@ -179,6 +181,7 @@ def create_request(ctx: AppContext, requester_id: str, form: RequestForm) -> Acc
             duration=format_duration(valid.duration),
             reason=valid.reason,
             **audit.present(breakglass=valid.breakglass),
+            **checked.audit(),
         )
     return request
 

@@ -32,6 +32,7 @@ def deliver_to(notifier: SlackNotifier) -> Deliver:
         NoticeKind.closeout_missing: notifier.closeout_missing,
         NoticeKind.drift_found: notifier.drift_found,
         NoticeKind.home_opened: notifier.home_opened,
+        NoticeKind.ticket_comment_failed: notifier.ticket_comment_failed,
     }
 
     def deliver(kind: NoticeKind, args: tuple[NoticeArg, ...]) -> None:

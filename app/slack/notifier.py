@@ -28,7 +28,7 @@ from app.operations import people, queries
 from app.operations.decide_request import may_decide
 from app.operations.request_access import attach_card
 from app.review import Review
-from app.slack.blocks import card, dm, home, thread
+from app.slack.blocks import card, dm, home, thread, ticket
 from app.slack.blocks.review import review_upload
 
 log = structlog.get_logger(__name__)
@@ -279,6 +279,13 @@ class SlackNotifier:
         request = self._refresh_card(session.request_id)
         self._thread(request, thread.closeout_note(session))
         self._dm(session.requester_id, dm.closeout_saved(session))
+
+    def ticket_comment_failed(
+        self, session: AccessSession, event: str, error: str, outcome: str
+    ) -> None:
+        """A comment on the ticket could not be posted (said once, not on every retry)."""
+        request, _ = self._load(session.request_id)
+        self._thread(request, ticket.comment_failed(session, event, error, outcome))
 
     def drift_found(self, session: AccessSession, detail: str) -> None:
         """Reconciliation found access that does not match the session: said in the card's

@@ -31,6 +31,7 @@ from app.models import (
 from app.operations.decide_request import DENY_REASON_MAX
 from app.policy import Policy, System
 from app.policy_values import format_duration
+from app.slack.blocks import ticket
 from app.slack.blocks.mrkdwn import access_kind, as_dicts, code, context, section
 from app.slack.ids import Action
 from app.slack.text import escape, quote, slack_date, truncate
@@ -91,7 +92,7 @@ def approval_card(
         f"*System*\n{system_name}",
         f"*Access*\n{escape(request.role_id)}",
         f"*{'Extra time' if request.kind == RequestKind.extension else 'Duration'}*\n{duration}",
-        f"*Ticket*\n{escape(request.ticket)}",
+        ticket.ticket_field(request),
         f"*Request*\n`{request.id}`",
     ]
     blocks: list[Block] = [HeaderBlock(text=card_title(request, system))]
@@ -107,6 +108,7 @@ def approval_card(
     if reason_cut(request):
         reason += "\n_(cut; the full reason is in the thread)_"
     blocks.append(SectionBlock(fields=[MarkdownTextObject(text=f) for f in fields]))
+    blocks += [context(line) for line in ticket.ticket_lines(request)]
     if request.identity and request.grant_name:
         blocks.append(context(":key: " + grants_line(request)))
     blocks.append(section("*Reason*\n" + reason))

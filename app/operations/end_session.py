@@ -42,6 +42,7 @@ from app.operations.common import (
 )
 from app.operations.errors import ConflictError, NotFound, OperationError
 from app.operations.queries import sessions_of_same_access
+from app.operations.ticket_comments import comment_on_ticket
 from app.providers.base import Provider, ProviderError
 from app.text import short
 from app.trackers.comments import TicketEvent
@@ -183,7 +184,7 @@ def record_revokes(ctx: AppContext, outcomes: list[RevokeOutcome]) -> list[Acces
     for session in changed:
         if session.state == SessionState.ended:
             ctx.notify.session_ended(session)
-            ctx.notify.ticket_comment(session, TicketEvent.ended)
+            comment_on_ticket(ctx, session, TicketEvent.ended)
         else:
             ctx.notify.revoke_failed(session)
     return [rows[o.session_id] for o in outcomes]

@@ -33,6 +33,7 @@ from app.operations.common import (
 )
 from app.operations.end_session import end_session, revoke_claimed, start_ending
 from app.operations.errors import ConflictError, NotAllowed, OperationError
+from app.operations.ticket_comments import comment_on_ticket
 from app.policy_values import format_duration
 from app.providers.base import ProviderError
 from app.text import short
@@ -83,7 +84,7 @@ def grant_session(ctx: AppContext, session_id: str) -> AccessSession:
             _record_not_granted(db, ctx, session, outcome, error or "unknown error")
     if session.state == SessionState.active:
         ctx.notify.session_granted(session)
-        ctx.notify.ticket_comment(session, TicketEvent.granted)
+        comment_on_ticket(ctx, session, TicketEvent.granted)
         if session.request.review_state == ReviewState.flagged:
             # Flagged in review while the grant was in flight: it ends now.
             return end_session(

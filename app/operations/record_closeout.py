@@ -10,6 +10,7 @@ from app.db import transaction
 from app.models import AccessSession, CloseoutState, SessionState
 from app.operations.common import load_locked
 from app.operations.errors import ConflictError, NotAllowed
+from app.operations.ticket_comments import comment_on_ticket
 from app.trackers.comments import TicketEvent
 
 NOTE_MAX = 2900  # fits one Slack section block with its label
@@ -44,7 +45,7 @@ def record_closeout(
             followups=session.closeout_followups,
         )
     ctx.notify.closeout_recorded(session)
-    ctx.notify.ticket_comment(session, TicketEvent.closeout)
+    comment_on_ticket(ctx, session, TicketEvent.closeout)
     return session
 
 

@@ -40,6 +40,13 @@ def comments_on(ctx: AppContext, session: AccessSession) -> TrackerUse | None:
     return use if use is not None and use.comments else None
 
 
+def comment_on_ticket(ctx: AppContext, session: AccessSession, event: TicketEvent) -> None:
+    """After the step's commit: hand the event's comment to the outbox, if the ticket's
+    tracker comments (no notice at all otherwise)."""
+    if comments_on(ctx, session) is not None:
+        ctx.notify.ticket_comment(session, event)
+
+
 def post_ticket_comment(ctx: AppContext, session_id: str, event: TicketEvent) -> None:
     """Post the event's comment on the session's ticket once (see the module docstring);
     raises TrackerError when it failed and is worth trying again."""

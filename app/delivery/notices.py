@@ -34,6 +34,9 @@ class NoticeKind(StrEnum):
     closeout_missing = "closeout_missing"  # (session)
     drift_found = "drift_found"  # (session, what was found)
     home_opened = "home_opened"  # (user id)
+    approvers_reminded = "approvers_reminded"  # (request)
+    request_escalated = "request_escalated"  # (request)
+    delegation_changed = "delegation_changed"  # (delegation id)
 
 
 class Notifier:
@@ -84,6 +87,15 @@ class Notifier:
 
     def home_opened(self, user_id: str) -> None:
         self.send(NoticeKind.home_opened, user_id)
+
+    def approvers_reminded(self, request: AccessRequest) -> None:
+        self.send(NoticeKind.approvers_reminded, request)
+
+    def request_escalated(self, request: AccessRequest) -> None:
+        self.send(NoticeKind.request_escalated, request)
+
+    def delegation_changed(self, delegation_id: str) -> None:
+        self.send(NoticeKind.delegation_changed, delegation_id)
 
 
 class QuietNotifier(Notifier):

@@ -36,11 +36,12 @@ def notify_line(policy: Policy, request: AccessRequest, mentions: str) -> str:
 
 
 def reminder(policy: Policy, request: AccessRequest, awaited: str) -> str:
-    """In the card's thread: the approvers who have not approved yet are mentioned again."""
+    """In the card's thread: the approvers who have not approved yet are mentioned again (the
+    requester is not: they hear of it by DM)."""
     at = request.approvers_reminded_at or request.created_at
     return (
         f":bell: Still waiting after {waited(request, at)}: {awaited or 'the approvers'}, please "
-        f"approve or deny <@{request.requester_id}>'s request for {what(request, policy)} "
+        f"approve or deny this request for {what(request, policy)} "
         f"(ticket {escape(request.ticket)}) on the card."
     )
 

@@ -1,4 +1,4 @@
-"""How the notices about busy approvers reach Slack (app/slack/delivery.py routes them here):
+"""How the notices about busy approvers reach Slack (SlackNotifier's methods of the same names):
 the reminder in the card's thread, the escalation in the escalation channel, the requester's
 DMs about both, and a delegation started or ended, told to both people.
 
@@ -10,6 +10,8 @@ again, and a notice sent again says the same (the times said are the ones record
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from slack_sdk.errors import SlackApiError
 
 from app.db import reading
@@ -18,7 +20,9 @@ from app.operations import people, waiting_request
 from app.policy_values import is_group
 from app.slack.blocks import busy
 from app.slack.blocks import delegation as blocks
-from app.slack.notifier import SlackNotifier
+
+if TYPE_CHECKING:  # the notifier calls these; they use its helpers
+    from app.slack.notifier import SlackNotifier
 
 
 def approvers_reminded(notifier: SlackNotifier, request: AccessRequest) -> None:

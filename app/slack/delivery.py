@@ -5,14 +5,12 @@ told briefly for the log and the kept row."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
 from app.delivery.notices import NoticeArg, NoticeKind
 from app.delivery.outbox import Deliver
-from app.slack import busy_notices
 from app.slack.notifier import SlackNotifier
 from app.text import short
 
@@ -34,9 +32,9 @@ def deliver_to(notifier: SlackNotifier) -> Deliver:
         NoticeKind.closeout_missing: notifier.closeout_missing,
         NoticeKind.drift_found: notifier.drift_found,
         NoticeKind.home_opened: notifier.home_opened,
-        NoticeKind.approvers_reminded: partial(busy_notices.approvers_reminded, notifier),
-        NoticeKind.request_escalated: partial(busy_notices.request_escalated, notifier),
-        NoticeKind.delegation_changed: partial(busy_notices.delegation_changed, notifier),
+        NoticeKind.approvers_reminded: notifier.approvers_reminded,
+        NoticeKind.request_escalated: notifier.request_escalated,
+        NoticeKind.delegation_changed: notifier.delegation_changed,
     }
 
     def deliver(kind: NoticeKind, args: tuple[NoticeArg, ...]) -> None:

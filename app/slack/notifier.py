@@ -28,6 +28,7 @@ from app.operations import delegation, people, queries
 from app.operations.decide_request import may_decide
 from app.operations.request_access import attach_card
 from app.review import Review
+from app.slack import busy_notices
 from app.slack.blocks import busy, card, dm, home, thread
 from app.slack.blocks import delegation as blocks_delegation
 from app.slack.blocks.review import review_upload
@@ -299,6 +300,15 @@ class SlackNotifier:
         system = self.policy.system(session.system_id)
         if system is not None:
             self.client.chat_postMessage(channel=self.policy.approver_channel(system), text=text)
+
+    def approvers_reminded(self, request: AccessRequest) -> None:
+        busy_notices.approvers_reminded(self, request)
+
+    def request_escalated(self, request: AccessRequest) -> None:
+        busy_notices.request_escalated(self, request)
+
+    def delegation_changed(self, delegation_id: str) -> None:
+        busy_notices.delegation_changed(self, delegation_id)
 
     def _tell_notify(self, request: AccessRequest) -> None:
         """The policy's `notify` people hear of a new request in its card's thread."""

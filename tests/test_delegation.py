@@ -232,3 +232,22 @@ def test_n_of_m_counts_a_person_once_whether_they_approve_or_their_delegate_does
     eventually(lambda: bot.request(deploy).state == "approved", what="LEAD1's approval")
     [approved] = [e for e in _events(bot, "approved") if e.request_id == deploy]
     assert approved.detail["approvers"] == [LEA, LEAD1]
+
+
+def test_the_cli_names_people_by_handle_and_says_why_it_refuses(
+    busy_bot: BotHarness, tmp_path: Path
+) -> None:
+    bot = busy_bot
+    made = _cli(bot, tmp_path, "@lea", "--from", "@tom", "--until", "7d")
+    assert made.returncode == 0, made.stderr
+
+    nobody = _cli(bot, tmp_path, "@payments", "--from", TOM, "--until", "7d")
+    too_long = _cli(bot, tmp_path, LEA, "--from", TOM, "--until", "31d")
+    outsider = _cli(bot, tmp_path, MALLORY, "--from", TOM, "--until", "1d")
+
+    assert nobody.returncode == 2 and "no person is called @payments" in nobody.stderr
+    assert too_long.returncode == 2 and "at most 30 days" in too_long.stderr
+    assert outsider.returncode == 2 and "approves none of the systems" in outsider.stderr
+    with transaction(bot.ctx.db) as db:
+        rows = db.scalars(select(Delegation)).all()
+        assert [(d.from_id, d.to_id) for d in rows] == [(TOM, LEA)]

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from app import clock
 from app.db import transaction
+from app.jobs.waiting_requests import remind_and_escalate_waiting_requests
 from app.models import AuditEvent, Delegation
 from app.operations.delegation import create_delegation
 from tests.conftest import (
@@ -104,8 +105,13 @@ def test_lea_approves_for_tom_through_the_cli_shown_on_the_card_and_audit_not_in
     listed = _cli(bot, tmp_path, "--list")
     assert listed.returncode == 0 and f"{TOM}" in listed.stdout and f"{LEA}" in listed.stdout
 
-    # LEA is not on the write role's approver list; acting for TOM she may decide it.
+    # LEA is not on the write role's approver list; acting for TOM she may decide it, and the
+    # reminder asks her, for him.
     request_id = bot.quick_request("orders-api write 1h PAY-7 restart worker", BOB)
+    clock.travel(timedelta(minutes=11))
+    assert remind_and_escalate_waiting_requests(bot.ctx).reminded == [request_id]
+    reminder = bot.slack.wait_for("chat.postMessage", lambda a: "Still waiting" in a["text"])[0]
+    assert f"<@{LEA}> for <@{TOM}>, <@{LEAD1}>" in reminder["text"]
     bot.send.click("approve_request", request_id, LEA)
 
     eventually(lambda: bot.request(request_id).state == "approved", what="the approval")
@@ -155,6 +161,13 @@ def test_the_home_tab_button_hands_the_clickers_approvals_on(busy_bot: BotHarnes
         assert row.ends_at.date().isoformat() > last_day  # through the last day
     refreshed = bot.slack.wait_for("views.publish", lambda a: a["user_id"] == TOM, count=2)[-1]
     assert f"You handed your approvals to <@{LEA}>" in str(refreshed["view"]["blocks"])
+
+    # Either of them may end it on their Home tab; nobody else.
+    bot.send.click("delegation_end", row.id, MALLORY)
+    assert "Only the person who handed on their approvals" in _refusal(bot, MALLORY)
+    bot.send.click("delegation_end", row.id, LEA)
+    eventually(lambda: _events(bot, "delegation_ended"), what="the delegation to end")
+    assert _events(bot, "delegation_ended")[0].actor == LEA
 
     # Someone who approves nothing is refused on the click; a delegate who shares no system
     # with the delegator is refused in the modal.

@@ -1,5 +1,5 @@
 """The `prod-access` command line: serve | check | policy [check | explain | diff] |
-db upgrade | audit [verify | export] | review | reconcile | sessions | revoke.
+db upgrade | audit [verify | export] | review | reconcile | sessions | revoke | delegate.
 
 Start-up problems (a missing setting, a bad policy file) print one line that names the variable
 or the file:line:key and exit with status 2; nothing starts half-configured. `serve` prints
@@ -63,6 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _audit(settings.database_url, args)
         if args.command == "review":
             return _review(settings, args)
+        if args.command == "delegate":
+            from app.cli_delegate import run_delegate
+
+            return run_delegate(settings, args)
     except (SettingsError, PolicyError) as exc:
         print(f"prod-access: {exc}", file=sys.stderr)
         return 2

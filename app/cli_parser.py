@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 
+from app.cli_delegate import add_delegate_command
 from app.models import SessionState
 
 SERVE_MODES = (
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the policy file to revoke with; for a session whose system the current policy "
         "no longer has, the file that still has it (default: POLICY_FILE)",
     )
+    add_delegate_command(commands, HelpFormatter)
     return parser
 
 

@@ -168,6 +168,10 @@ class AccessRequest(Base):
     ticket_status: Mapped[str | None] = mapped_column(String(100))
     ticket_assignee: Mapped[str | None] = mapped_column(String(300))
     ticket_url: Mapped[str | None] = mapped_column(String(500))
+    # Busy approvers (app/operations/waiting_request.py): each sent once, so set once.
+    approvers_reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    escalated_to: Mapped[str | None] = mapped_column(String(32))  # the escalation channel
 
     # Loaded where it is shown (the card, an approver's queue: `with_approvals`), not with
     # every request: most loads (a revoke, attaching a card) never look at it.
@@ -191,6 +195,7 @@ class Approval(Base):
     request_id: Mapped[str] = mapped_column(ForeignKey("access_requests.id"))
     approver_id: Mapped[str] = mapped_column(String(32))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+    on_behalf_of: Mapped[str | None] = mapped_column(String(32))  # a delegation: "lea for tom"
 
     request: Mapped[AccessRequest] = relationship(back_populates="approvals")
 
@@ -365,3 +370,24 @@ class TicketComment(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     failure_shown_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# --- busy approvers (app/operations/delegation.py) -----------------------------------------
+
+
+class Delegation(Base):
+    """An approver (`from_id`) hands their approvals to another approver of the same systems
+    (`to_id`) from `starts_at` until `ends_at`, or until ended early (`ended_at`)."""
+
+    __tablename__ = "delegations"
+    __table_args__ = (Index("ix_delegations_to_ends", "to_id", "ends_at"),)
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    from_id: Mapped[str] = mapped_column(String(32), index=True)
+    to_id: Mapped[str] = mapped_column(String(32))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(64))  # a Slack user id, or cli:<login>
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_by: Mapped[str | None] = mapped_column(String(64))

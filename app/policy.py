@@ -27,7 +27,8 @@ from pydantic import (
     field_validator,
 )
 
-from app.policy_lines import describe_error, line_of
+from app.policy_busy import escalation_problems
+from app.policy_lines import describe_error, key_path, line_of
 from app.policy_values import (
     DURATION_CHOICES,
     IDENTITY_FIELDS,
@@ -74,6 +75,11 @@ class Defaults(_Strict):
     step_up_max_age: Duration = timedelta(minutes=5)  # how fresh the login must be
     step_up_amr: list[str] = Field(default_factory=lambda: ["mfa", "hwk", "otp", "swk"])
     trackers: list[TrackerRule] = Field(default_factory=list)
+    # Busy approvers (app/policy_busy.py): remind, escalate, tell others; null here turns off
+    remind_approvers_after: Duration | None = timedelta(minutes=10)
+    escalate_after: Duration | None = timedelta(minutes=30)  # needs an escalation_channel
+    escalation_channel: str | None = None
+    notify: list[Principal] = Field(default_factory=list)  # told of requests, never decide
 
 
 class Breakglass(_Strict):
@@ -98,6 +104,9 @@ class Role(_Strict):
     auto_approve_oncall: str | None = Field(default=None, min_length=1)  # PagerDuty schedule id
     max_total: Duration | None = None  # extensions included; unset: twice the max duration
     step_up: bool | None = None  # unset: the system's, else the defaults'
+    remind_approvers_after: Duration | None = None  # unset: the system's, else the defaults'
+    escalate_after: Duration | None = None  # unset: the system's, else the defaults'
+    notify: list[Principal] | None = None  # unset: the system's, else the defaults'
 
 
 def scope_of(role_id: str, role: Role | None = None) -> str:
@@ -126,6 +135,10 @@ class System(_Strict):
     retry_within: Duration | None = None
     step_up: bool | None = None  # unset: the defaults'
     trackers: list[TrackerRule] = Field(default_factory=list)  # tried before the defaults'
+    remind_approvers_after: Duration | None = None  # unset: the defaults'
+    escalate_after: Duration | None = None  # unset: the defaults'
+    escalation_channel: str | None = None  # unset: the defaults'
+    notify: list[Principal] | None = None  # unset: the defaults'
     roles: list[Role] = Field(min_length=1)
 
     @field_validator("identity")
@@ -352,6 +365,8 @@ def load_policy(path: str | Path) -> Policy:
         raise PolicyError(describe_error(path, root, exc)) from None
     policy._path, policy._root = path, root
     _check_email_domains(policy)
+    for loc, problem in escalation_problems(policy):  # the first one stops start-up
+        raise PolicyError(f"{policy.locate(loc)}: {key_path(loc)}: {problem}")
     return policy
 
 

@@ -41,6 +41,8 @@ SCOPES_BY_METHOD: dict[str, set[str]] = {
     "users.info": {"users:read", "users:read.email"},  # the email field needs users:read.email
     "usergroups.list": {"usergroups:read"},
     "usergroups.users.list": {"usergroups:read"},
+    "users.list": {"users:read"},  # `prod-access delegate @handle`
+    "chat.getPermalink": set(),  # an escalation links the card
     "views.open": set(),
     "views.update": set(),
     "views.publish": set(),

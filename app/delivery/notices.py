@@ -38,6 +38,10 @@ class NoticeKind(StrEnum):
     # one could not be posted; the event is a TicketEvent value
     ticket_comment = "ticket_comment"  # (session, event)
     ticket_comment_failed = "ticket_comment_failed"  # (session, event, error, outcome)
+    # approvers who are busy (app/operations/waiting_request.py, delegation.py)
+    approvers_reminded = "approvers_reminded"  # (request)
+    request_escalated = "request_escalated"  # (request)
+    delegation_changed = "delegation_changed"  # (delegation id)
 
 
 #: Kinds delivered to a ticket tracker, not to Slack (app/delivery/tickets.py). They wait in a
@@ -108,6 +112,15 @@ class Notifier:
     ) -> None:
         """`outcome`: "retrying" or "given_up"."""
         self.send(NoticeKind.ticket_comment_failed, session, event, error, outcome)
+
+    def approvers_reminded(self, request: AccessRequest) -> None:
+        self.send(NoticeKind.approvers_reminded, request)
+
+    def request_escalated(self, request: AccessRequest) -> None:
+        self.send(NoticeKind.request_escalated, request)
+
+    def delegation_changed(self, delegation_id: str) -> None:
+        self.send(NoticeKind.delegation_changed, delegation_id)
 
 
 class QuietNotifier(Notifier):

@@ -24,6 +24,7 @@ from app.jobs.notices import resend_pending_notices
 from app.jobs.reconcile import reconcile
 from app.jobs.reminders import send_closeout_reminders
 from app.jobs.requests import escalate_unreviewed_breakglass, lapse_stale_requests
+from app.jobs.waiting_requests import remind_and_escalate_waiting_requests
 
 
 def start_scheduler(
@@ -40,6 +41,7 @@ def start_scheduler(
                 (send_closeout_reminders, settings.reminder_interval_seconds),
                 (lapse_stale_requests, settings.reminder_interval_seconds),
                 (escalate_unreviewed_breakglass, settings.reminder_interval_seconds),
+                (remind_and_escalate_waiting_requests, settings.reminder_interval_seconds),
                 (reconcile, settings.reconcile_interval_seconds),
                 (resend_pending_notices, settings.notice_resend_interval_seconds),
                 (stream_audit_events, settings.audit_sink_interval_seconds),

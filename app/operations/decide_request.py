@@ -33,7 +33,7 @@ from app.models import (
     Route,
     SessionState,
 )
-from app.operations import people
+from app.operations import delegation, people
 from app.operations.common import INTENT_LEASE, load_locked, new_id, read_row
 from app.operations.errors import ConflictError, NotAllowed, StepUpRequired
 from app.operations.grant_session import grant_session
@@ -58,13 +58,17 @@ class Decision:
 
 def may_decide(ctx: AppContext, request: AccessRequest, user_id: str) -> bool:
     """The rule of who decides a request: an approver of its system's role (by the policy in
-    force now), never its requester. Asked outside any transaction: a user group may need a
-    (cached) Slack call."""
+    force now), or someone an approver of it handed their approvals to for now (a delegation,
+    app/operations/delegation.py), never its requester. Asked outside any transaction: a user
+    group may need a (cached) Slack call."""
     system = ctx.policy.system(request.system_id)
     return (
         system is not None
         and user_id != request.requester_id
-        and people.may_approve(ctx, system, request.role_id, user_id)
+        and (
+            people.may_approve(ctx, system, request.role_id, user_id)
+            or bool(delegation.acting_for(ctx, request, user_id))
+        )
     )
 
 
@@ -123,6 +127,7 @@ def approve_request(
     # Asked outside the transaction (a user group may need Slack). Approvals recorded after
     # this read were checked a moment ago by their own click.
     stale = set(not_approvers_now(ctx, before))
+    on_behalf_of = delegation.approving_for(ctx, before, approver_id)
     with transaction(ctx.db) as db:
         request = load_locked(db, AccessRequest, request_id)
         _check_pending(request)
@@ -131,13 +136,16 @@ def approve_request(
             raise ConflictError(
                 f"You already approved {request.id}; it needs {missing} more from other approvers."
             )
+        delegation.check_counts_once(request, approver_id, on_behalf_of)
         now = clock.now()
-        db.add(Approval(request=request, approver_id=approver_id, at=now))
+        db.add(
+            Approval(request=request, approver_id=approver_id, at=now, on_behalf_of=on_behalf_of)
+        )
         db.flush()
         db.refresh(request, ["approvals"])
         counted = _counted(request, stale)
         count, required = len(counted), request.approvals_required
-        not_counted = audit.present(not_counted=sorted(stale))
+        noted = audit.present(not_counted=sorted(stale), on_behalf_of=on_behalf_of)
         if count < required:
             audit.record(
                 db,
@@ -145,7 +153,7 @@ def approve_request(
                 approver_id,
                 request=request,
                 approvals=f"{count}/{required}",
-                **not_counted,
+                **noted,
                 **stepped,
             )
             decision = Decision(request)
@@ -157,7 +165,7 @@ def approve_request(
                 approver_id,
                 Route.approvers,
                 counted=counted,
-                **not_counted,
+                **noted,
                 **stepped,
             )
     if decision.approved:
@@ -175,17 +183,17 @@ def needs_step_up(ctx: AppContext, request: AccessRequest) -> bool:
 
 
 def not_approvers_now(ctx: AppContext, request: AccessRequest) -> list[str]:
-    """Who approved this request but may not approve it by the policy in force now."""
-    system = ctx.policy.system(request.system_id)
+    """Who approved this request but may not approve it by the policy (and, for an approval
+    given for someone, the delegations) in force now."""
     return [
-        a
-        for a in request.approved_by
-        if system is None or not people.may_approve(ctx, system, request.role_id, a)
+        a.approver_id for a in request.approvals if not delegation.still_counts(ctx, request, a)
     ]
 
 
 def _counted(request: AccessRequest, stale: set[str]) -> list[str]:
-    return [a for a in request.approved_by if a not in stale]
+    """The approvers who count, one per person counted (a delegate's counts as the delegator's)."""
+    counted = {delegation.authority(a): a.approver_id for a in request.approvals}
+    return [a for a in dict.fromkeys(counted.values()) if a not in stale]
 
 
 def _approve(
@@ -301,7 +309,9 @@ def approve_by_policy(
 def deny_request(
     ctx: AppContext, request_id: str, approver_id: str, reason: str | None = None
 ) -> AccessRequest:
-    check_decider(ctx, read_row(ctx, AccessRequest, request_id), approver_id, "deny")
+    before = read_row(ctx, AccessRequest, request_id, with_approvals)
+    check_decider(ctx, before, approver_id, "deny")
+    on_behalf_of = delegation.approving_for(ctx, before, approver_id)
     reason = (reason or "").strip()[:DENY_REASON_MAX] or None
     with transaction(ctx.db) as db:
         request = load_locked(db, AccessRequest, request_id)
@@ -312,7 +322,8 @@ def deny_request(
             clock.now(),
         )
         request.decision_note = reason
-        audit.record(db, "denied", approver_id, request=request, **audit.present(reason=reason))
+        noted = audit.present(reason=reason, on_behalf_of=on_behalf_of)
+        audit.record(db, "denied", approver_id, request=request, **noted)
     ctx.notify.request_decided(request)
     return request
 

@@ -33,6 +33,9 @@ def deliver_to(notifier: SlackNotifier) -> Deliver:
         NoticeKind.drift_found: notifier.drift_found,
         NoticeKind.home_opened: notifier.home_opened,
         NoticeKind.ticket_comment_failed: notifier.ticket_comment_failed,
+        NoticeKind.approvers_reminded: notifier.approvers_reminded,
+        NoticeKind.request_escalated: notifier.request_escalated,
+        NoticeKind.delegation_changed: notifier.delegation_changed,
     }
 
     def deliver(kind: NoticeKind, args: tuple[NoticeArg, ...]) -> None:

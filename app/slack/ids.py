@@ -24,6 +24,10 @@ class Action(StrEnum):
     breakglass_flag = "breakglass_flag"
     deny_reason_input = "deny_reason_input"
     step_up_open = "step_up_open"  # a link button: Slack still tells us of the click
+    delegate_open = "delegate_open"  # Home tab: hand my approvals to someone (the modal)
+    delegation_end = "delegation_end"
+    delegate_to_input = "delegate_to_input"
+    delegate_until_input = "delegate_until_input"
 
 
 class Callback(StrEnum):
@@ -31,6 +35,7 @@ class Callback(StrEnum):
     closeout_modal = "closeout"
     deny_modal = "deny"
     extend_modal = "extend"
+    delegate_modal = "delegate"
 
 
 class Block(StrEnum):
@@ -43,3 +48,5 @@ class Block(StrEnum):
     followups = "followups"
     breakglass = "breakglass"  # suffixed with the system id (only some systems offer it)
     deny_reason = "deny_reason"
+    delegate_to = "delegate_to"
+    delegate_until = "delegate_until"

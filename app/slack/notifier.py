@@ -20,15 +20,17 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
-from app import clock
+from app import clock, policy_busy
 from app.context import AppContext
 from app.db import reading
 from app.models import AccessRequest, AccessSession, RequestKind, RequestState, ReviewState, Route
-from app.operations import people, queries
+from app.operations import delegation, people, queries
 from app.operations.decide_request import may_decide
 from app.operations.request_access import attach_card
 from app.review import Review
-from app.slack.blocks import card, dm, home, thread, ticket
+from app.slack import busy_notices
+from app.slack.blocks import busy, card, dm, home, thread, ticket
+from app.slack.blocks import delegation as blocks_delegation
 from app.slack.blocks.review import review_upload
 
 log = structlog.get_logger(__name__)
@@ -61,7 +63,9 @@ class SlackNotifier:
         system = self.policy.system(request.system_id)
         if system is None:
             return ""
-        return people.mentions(self._ctx, self.policy.approvers_of(system, request.role_id))
+        shown = people.mentions(self._ctx, self.policy.approvers_of(system, request.role_id))
+        away = delegation.stand_ins(self._ctx, request)
+        return f"{shown} · {blocks_delegation.stand_ins_line(away)}" if away else shown
 
     def _refresh_card(self, request_id: str) -> AccessRequest | None:
         request, session = self._load(request_id)
@@ -138,6 +142,9 @@ class SlackNotifier:
             return user not in request.approved_by and may_decide(self._ctx, request, user)
 
         return home.Home(
+            user_id=user,
+            delegations=delegation.of_person(db, user, clock.now()),
+            approves=bool(delegation.systems_approved_by(self._ctx, user)),
             sessions=queries.open_sessions(db, user),
             requests=[r for r in pending if r.requester_id == user],
             to_decide=[r for r in pending if mine_to_decide(r)],
@@ -180,6 +187,7 @@ class SlackNotifier:
         request.card_channel, request.card_ts = posted["channel"], posted["ts"]
         if card.reason_cut(request):
             self._thread(request, thread.full_reason(request))
+        self._tell_notify(request)
         if request.kind == RequestKind.extension:
             self._thread(self._story(request), thread.extension_asked(request, channel))
         if request.state == RequestState.pending:
@@ -299,6 +307,23 @@ class SlackNotifier:
         system = self.policy.system(session.system_id)
         if system is not None:
             self.client.chat_postMessage(channel=self.policy.approver_channel(system), text=text)
+
+    def approvers_reminded(self, request: AccessRequest) -> None:
+        busy_notices.approvers_reminded(self, request)
+
+    def request_escalated(self, request: AccessRequest) -> None:
+        busy_notices.request_escalated(self, request)
+
+    def delegation_changed(self, delegation_id: str) -> None:
+        busy_notices.delegation_changed(self, delegation_id)
+
+    def _tell_notify(self, request: AccessRequest) -> None:
+        """The policy's `notify` people hear of a new request in its card's thread."""
+        system = self.policy.system(request.system_id)
+        told = policy_busy.notify_of(self.policy, system, request.role_id) if system else []
+        if told:
+            mentions = people.mentions(self._ctx, told)
+            self._thread(request, busy.notify_line(self.policy, request, mentions))
 
 
 def publish_review(client: WebClient, channel: str, review: Review) -> None:

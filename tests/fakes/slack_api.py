@@ -274,6 +274,9 @@ class FakeSlack(ServedFake):
             }
         if method == "users.info":
             return self._user_info(str(args.get("user", "")))
+        if method == "users.list":  # one page: everyone in `users`
+            members = [self._user_info(user)["user"] for user in list(self.users)]
+            return {"ok": True, "members": members, "response_metadata": {"next_cursor": ""}}
         if method == "files.getUploadURLExternal":
             file_id = f"F{self._next_serial():010d}"
             base = self.url.removesuffix("api/")

@@ -31,7 +31,7 @@ from app.models import (
 from app.operations.decide_request import DENY_REASON_MAX
 from app.policy import Policy, System
 from app.policy_values import format_duration
-from app.slack.blocks import ticket
+from app.slack.blocks import delegation, ticket
 from app.slack.blocks.mrkdwn import access_kind, as_dicts, code, context, section
 from app.slack.ids import Action
 from app.slack.text import escape, quote, slack_date, truncate
@@ -144,7 +144,7 @@ def _card_status(
         if step_up:
             lines.append(STEP_UP_LINE)
         if required > 1 or count:
-            who = ", ".join(f"<@{a}>" for a in request.approved_by) or "nobody yet"
+            who = ", ".join(delegation.approver(a) for a in request.approvals) or "nobody yet"
             lines.append(f":ballot_box_with_check: *{count} of {required} approvals* ({who})")
         if approvers:
             lines.append(f"Approvers: {approvers}")
@@ -238,11 +238,12 @@ def decided_line(request: AccessRequest) -> str:
         return f":pager: *Auto-approved: on call* {when} ({rule})"
     if request.route in (Route.staging, Route.auto):
         return f":robot_face: *Auto-approved* {when} ({rule})"
-    return f":white_check_mark: *Approved* by {approved_by(request)} {when}"
+    return f":white_check_mark: *Approved* by {delegation.approvers_shown(request)} {when}"
 
 
 def approved_by(request: AccessRequest) -> str:
-    """Who approved, as mentions (the decider when no approval was counted)."""
+    """Who approved, as mentions (the decider when no approval was counted), without whom a
+    delegate approved for: the requester's words (the card's are `delegation.approvers_shown`)."""
     return ", ".join(f"<@{a}>" for a in request.approved_by) or f"<@{request.decided_by}>"
 
 

@@ -17,11 +17,21 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from app.models import AccessRequest, AccessSession, RequestKind, RequestState, Route, SessionState
+from app.models import (
+    AccessRequest,
+    AccessSession,
+    Delegation,
+    RequestKind,
+    RequestState,
+    Route,
+    SessionState,
+)
 from app.policy import Policy, System
 from app.policy_values import format_duration
 from app.slack.blocks.answers import help_text, session_line
+from app.slack.blocks.busy import waiting_note
 from app.slack.blocks.card import decision_buttons, review_buttons
+from app.slack.blocks.delegation import home_section
 from app.slack.blocks.dm import session_buttons
 from app.slack.blocks.mrkdwn import context, section
 from app.slack.ids import Action
@@ -38,6 +48,9 @@ class Home:
     to_review: list[AccessRequest] = field(default_factory=list)  # break-glass to review
     history: list[AccessRequest] = field(default_factory=list)  # my last decided requests
     systems: list[System] = field(default_factory=list)  # what I may request
+    delegations: list[Delegation] = field(default_factory=list)  # handed on or taken over
+    approves: bool = False  # I approve some system (so I may hand my approvals on)
+    user_id: str = ""  # whose Home tab it is
 
 
 def home_view(policy: Policy, home: Home, now: datetime) -> dict:
@@ -55,7 +68,9 @@ def home_view(policy: Policy, home: Home, now: datetime) -> dict:
     if home.requests:
         blocks += [DividerBlock(), HeaderBlock(text="Your pending requests")]
         for request in home.requests[:10]:
-            line = SectionBlock(text=MarkdownTextObject(text=request_line(request)))
+            line = SectionBlock(
+                text=MarkdownTextObject(text=request_line(request) + waiting_note(request))
+            )
             line.accessory = ButtonElement(
                 text="Cancel request", action_id=Action.cancel_request, value=request.id
             )
@@ -70,6 +85,7 @@ def home_view(policy: Policy, home: Home, now: datetime) -> dict:
         for request in home.to_review[:5]:
             blocks.append(section(f"<@{request.requester_id}>: {request_line(request)}"))
             blocks.append(review_buttons(request, f"review:{request.id}"))
+    blocks += home_section(home.user_id, home.delegations, home.approves)
     if home.history:
         blocks += [DividerBlock(), HeaderBlock(text="Recent history")]
         lines = [f"• {request_line(r)}: {history_outcome(r)}" for r in home.history[:10]]

@@ -19,6 +19,7 @@ from app.models import (
 from app.policy import Policy
 from app.policy_values import format_duration
 from app.slack.blocks.card import decided_line, end_reason_text
+from app.slack.blocks.delegation import approval_by
 from app.slack.blocks.dm import denial_reason
 from app.slack.blocks.mrkdwn import what
 from app.slack.text import escape, quote, slack_date
@@ -50,7 +51,8 @@ def approval_counted(request: AccessRequest, approver_id: str) -> str:
     """One approval of several counted; how many are still needed."""
     count, required = len(request.approved_by), request.approvals_required
     return (
-        f":ballot_box_with_check: <@{approver_id}> approved ({count} of {required}); "
+        f":ballot_box_with_check: {approval_by(request, approver_id)} approved "
+        f"({count} of {required}); "
         f"{required - count} more needed."
     )
 

@@ -6,6 +6,7 @@ an operation, answer.
 - request.py: the request modal and the extend modal
 - card.py: the approval card (approve, deny and its modal, retry a grant, break-glass review)
 - session.py: the requester's DM (end now, cancel, the closeout modal)
+- delegate.py: out of office on the Home tab (hand my approvals on, end a delegation)
 - forms.py: reading a modal's values; replies.py: refusals to the clicker, modals after a check
 
 No business rules here. Every click is re-checked by the operation it calls (the payload says
@@ -19,10 +20,10 @@ from slack_bolt import App
 
 from app.context import AppContext
 from app.slack.after_ack import AfterAck
-from app.slack.listeners import card, command, home, request, session
+from app.slack.listeners import card, command, delegate, home, request, session
 
 
 def register(app: App, ctx: AppContext, later: AfterAck) -> None:
     """Attach every listener to the Bolt app."""
-    for surface in (command, home, request, card, session):
+    for surface in (command, home, request, card, session, delegate):
         surface.register(app, ctx, later)

@@ -244,6 +244,7 @@ class AuditEvent(Base):
     role_id: Mapped[str | None] = mapped_column(String(40))
     ticket: Mapped[str | None] = mapped_column(String(200))
     detail_json: Mapped[str] = mapped_column(Text, default="{}")
+    policy_sha256: Mapped[str | None] = mapped_column(String(64))  # the policy in force (0009)
 
     @property
     def detail(self) -> dict[str, Any]:
@@ -334,3 +335,20 @@ class AuditSinkCursor(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(32))
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PolicyReload(Base):
+    """The one row replicas share policy reloads through (app/policy_reload.py): `prod-access
+    policy reload` raises `generation` with the file's sha256 and every replica polls it;
+    `recorded_sha256` / `refused_sha256` are the last policy change recorded and the last
+    refusal announced, so each is audited once however many replicas see it."""
+
+    __tablename__ = "policy_reload"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    requested_sha256: Mapped[str | None] = mapped_column(String(64))
+    requested_by: Mapped[str | None] = mapped_column(String(64))
+    requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    recorded_sha256: Mapped[str | None] = mapped_column(String(64))
+    refused_sha256: Mapped[str | None] = mapped_column(String(64))

@@ -34,6 +34,7 @@ class NoticeKind(StrEnum):
     closeout_missing = "closeout_missing"  # (session)
     drift_found = "drift_found"  # (session, what was found)
     home_opened = "home_opened"  # (user id)
+    policy_reload_refused = "policy_reload_refused"  # (channel id, file sha256, reason)
 
 
 class Notifier:
@@ -84,6 +85,9 @@ class Notifier:
 
     def home_opened(self, user_id: str) -> None:
         self.send(NoticeKind.home_opened, user_id)
+
+    def policy_reload_refused(self, channel: str, sha256: str, reason: str) -> None:
+        self.send(NoticeKind.policy_reload_refused, channel, sha256, reason)
 
 
 class QuietNotifier(Notifier):

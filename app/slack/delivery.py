@@ -32,6 +32,7 @@ def deliver_to(notifier: SlackNotifier) -> Deliver:
         NoticeKind.closeout_missing: notifier.closeout_missing,
         NoticeKind.drift_found: notifier.drift_found,
         NoticeKind.home_opened: notifier.home_opened,
+        NoticeKind.policy_reload_refused: notifier.policy_reload_refused,
     }
 
     def deliver(kind: NoticeKind, args: tuple[NoticeArg, ...]) -> None:

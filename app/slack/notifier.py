@@ -27,8 +27,9 @@ from app.models import AccessRequest, AccessSession, RequestKind, RequestState, 
 from app.operations import people, queries
 from app.operations.decide_request import may_decide
 from app.operations.request_access import attach_card
+from app.policy import Policy
 from app.review import Review
-from app.slack.blocks import card, dm, home, thread
+from app.slack.blocks import card, dm, home, policy_reload, thread
 from app.slack.blocks.review import review_upload
 
 log = structlog.get_logger(__name__)
@@ -38,11 +39,15 @@ HOME_FRESH_SECONDS = 3600  # an opened Home tab is republished on changes for th
 class SlackNotifier:
     def __init__(self, client: WebClient, ctx: AppContext) -> None:
         self.client = client
-        self.policy = ctx.policy
         self.db = ctx.db
         self._ctx = ctx  # card ids, approver groups and settings need the context
         self._viewers: dict[str, float] = {}  # who opened the Home tab, when (monotonic)
         self._viewers_lock = threading.Lock()
+
+    @property
+    def policy(self) -> Policy:
+        """The policy in force now (a reload replaces it; a notice says what is true now)."""
+        return self._ctx.policy
 
     # --- helpers ---
     def _load(self, request_id: str) -> tuple[AccessRequest | None, AccessSession | None]:
@@ -292,6 +297,11 @@ class SlackNotifier:
         system = self.policy.system(session.system_id)
         if system is not None:
             self.client.chat_postMessage(channel=self.policy.approver_channel(system), text=text)
+
+    def policy_reload_refused(self, channel: str, sha256: str, reason: str) -> None:
+        """A new policy file was refused whole: the approver channel hears why."""
+        text = policy_reload.reload_refused(sha256, reason)
+        self.client.chat_postMessage(channel=channel, text=text)
 
 
 def publish_review(client: WebClient, channel: str, review: Review) -> None:

@@ -80,8 +80,11 @@ def assert_rechains(events: Sequence[dict[str, Any]]) -> None:
     previous = "0" * 64
     for expected_seq, event in enumerate(events, start=1):
         assert event["seq"] == expected_seq
+        hashed = {key: event[key] for key in CANONICAL_KEYS}
+        if event.get("policy_sha256") is not None:  # hashed when present (events since 0009)
+            hashed["policy_sha256"] = event["policy_sha256"]
         canonical = json.dumps(
-            {key: event[key] for key in CANONICAL_KEYS},
+            hashed,
             sort_keys=True,
             separators=(",", ":"),
             ensure_ascii=False,

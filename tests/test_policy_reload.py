@@ -7,17 +7,19 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
 from structlog.testing import capture_logs
 
-from app import audit
+from app import audit, clock
 from app.db import engine_of, make_engine, make_sessionmaker, reading, transaction, upgrade
 from app.models import AuditEvent, SessionState
 from app.policy_reload import SIGHUP, file_sha256, reload_in_background, reload_policy
 from app.policy_reload_requests import PolicyReloadPoll
+from app.review import build_review, render_markdown
 from tests.conftest import BOB, LEAD1, BotHarness, make_settings, run_cli, write_policy
 from tests.fakes.audit_trail import seed_events
 from tests.fakes.slack_api import FakeSlack
@@ -265,3 +267,18 @@ def test_an_audit_trail_written_before_policy_hashes_still_verifies(
     engine_of(factory).dispose()
     broken = run_cli(tmp_path, env, "audit", "verify")
     assert broken.returncode == 1 and f"(seq {last.seq})" in broken.stdout
+
+
+def test_the_access_review_names_a_reloaded_policy_that_widened_access(
+    sqlite_bot: BotHarness,
+) -> None:
+    ctx = sqlite_bot.ctx
+    new = with_deploy_role(Path(ctx.settings.policy_file))
+    assert reload_policy(ctx, trigger=SIGHUP).result == "changed"
+    with reading(ctx.db) as db:
+        review = build_review(
+            db, ctx.policy, clock.now() - timedelta(days=1), clock.now() + timedelta(minutes=1)
+        )
+    text = render_markdown(review)
+    assert f"policy {new[:12]}… in force" in text
+    assert "(SIGHUP, prod-access): 1 change(s) giving wider access" in text

@@ -16,6 +16,9 @@ Rules it keeps:
   (FOR UPDATE on PostgreSQL; SQLite's write lock), so concurrent replicas queue, never fork.
   The head is read once per transaction and written once, just before its commit; events are
   inserted in Core as they are recorded (no unit of work for rows nothing ever changes).
+- Each event says which policy was in force: `policy_sha256`, the sha256 of the policy file,
+  read from what the session's factory was given under POLICY_IN_FORCE (app/context.py). It is
+  hashed only when present, so events written before it existed (migration 0009) still verify.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from app.models import AccessRequest, AccessSession, AuditChainHead, AuditEvent
 SYSTEM_ACTOR = "prod-access"
 GENESIS = "0" * 64
 HEAD_ID = 1
+#: Session.info key: the object whose `policy_sha256` says which policy is in force.
+POLICY_IN_FORCE = "prod_access.policy_in_force"
 
 
 class AppendOnlyError(RuntimeError):
@@ -46,19 +51,22 @@ def canonical(event: AuditEvent) -> str:
     """The event as the hash sees it: sorted keys, no spaces, UTC times to the microsecond.
     Kept apart from `as_dict` (the export) on purpose: a new export column must never change
     the hash of events already written."""
+    hashed: dict[str, Any] = {
+        "seq": event.seq,
+        "at": iso(event.at),
+        "event": event.event,
+        "actor": event.actor,
+        "request_id": event.request_id,
+        "session_id": event.session_id,
+        "system": event.system_id,
+        "role": event.role_id,
+        "ticket": event.ticket,
+        "detail": json.loads(event.detail_json or "{}"),
+    }
+    if event.policy_sha256 is not None:  # absent from events written before 0009
+        hashed["policy_sha256"] = event.policy_sha256
     return json.dumps(
-        {
-            "seq": event.seq,
-            "at": iso(event.at),
-            "event": event.event,
-            "actor": event.actor,
-            "request_id": event.request_id,
-            "session_id": event.session_id,
-            "system": event.system_id,
-            "role": event.role_id,
-            "ticket": event.ticket,
-            "detail": json.loads(event.detail_json or "{}"),
-        },
+        hashed,
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
@@ -105,6 +113,7 @@ def record(
         role_id=source.role_id if source else None,
         ticket=source.ticket if source else None,
         detail_json=json.dumps(detail, sort_keys=True, default=str, ensure_ascii=False),
+        policy_sha256=getattr(db.info.get(POLICY_IN_FORCE), "policy_sha256", None),
     )
     row.hash = chain_hash(row.prev_hash, row)
     head.seq, head.hash = row.seq, row.hash
@@ -240,6 +249,7 @@ COLUMNS = (
     "role",
     "ticket",
     "detail",
+    "policy_sha256",
     "prev_hash",
     "hash",
 )
@@ -258,6 +268,7 @@ def as_dict(event: AuditEvent) -> dict[str, Any]:
         "role": event.role_id,
         "ticket": event.ticket,
         "detail": event.detail,
+        "policy_sha256": event.policy_sha256,
         "prev_hash": event.prev_hash,
         "hash": event.hash,
     }

@@ -132,10 +132,14 @@ def _add_policy_commands(commands: argparse._SubParsersAction) -> None:
     policy = _command(
         commands,
         "policy",
-        "check, explain or diff policy files (for a policy repository's CI and reviews)",
+        "check, explain or diff policy files (for a policy repository's CI and reviews); "
+        "reload the running bot's",
     )
     actions = policy.add_subparsers(
-        dest="policy_action", required=True, metavar="ACTION", help="check, explain or diff"
+        dest="policy_action",
+        required=True,
+        metavar="ACTION",
+        help="check, explain, diff or reload",
     )
     check = _command(
         actions,
@@ -210,6 +214,19 @@ def _add_policy_commands(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="exit 1 when there are changes, as git diff --exit-code (default: exit 0)",
     )
+
+    reload = _command(
+        actions,
+        "reload",
+        "check the policy file, then have every running replica reload it without a restart",
+        description="Check the policy file as `policy check` does; when it has no error, ask "
+        "every\nreplica (through the database) to reload it. Each reloads its own copy within\n"
+        "POLICY_RELOAD_POLL_SECONDS, once that copy has the same sha256, and refuses it\n"
+        "whole if anything is wrong there (the approver channel hears why).",
+        epilog="exit status:\n  0  reload requested\n  1  the file has errors: nothing "
+        "requested\n  2  a setting is wrong or the database is not set up",
+    )
+    reload.add_argument("--policy", metavar="FILE", help="the policy (default: POLICY_FILE)")
 
 
 def _add_audit_commands(commands: argparse._SubParsersAction) -> None:

@@ -1,5 +1,6 @@
-"""`prod-access policy check | explain | diff`: the policy as code, for a policy repository's CI
-and its pull requests (the options are in app/cli_parser.py).
+"""`prod-access policy check | explain | diff | reload`: the policy as code, for a policy
+repository's CI and its pull requests (the options are in app/cli_parser.py); `reload` is in
+app/cli_policy_reload.py.
 
 - `check` reads nothing but the policy files (no settings beyond POLICY_FILE, no database, no
   Slack) and prints every finding (app/policy_check.py) as text, JSON or GitHub Actions
@@ -27,6 +28,10 @@ def run_policy(args: argparse.Namespace) -> int:
     try:
         if args.policy_action == "explain":
             return explain(args)
+        if args.policy_action == "reload":
+            from app.cli_policy_reload import reload
+
+            return reload(args.policy)
         return diff(args.old, args.new, exit_code=args.exit_code)
     except (SettingsError, PolicyError) as exc:
         print(f"prod-access: {exc}", file=sys.stderr)

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     # --- Storage and policy ---
     database_url: str = "sqlite:///prod-access.db"
     policy_file: str = "policy.yml"
+    # Policy reload without a restart (app/policy_reload.py): how often each process looks for a
+    # `prod-access policy reload` request; with POLICY_RELOAD_ON_CHANGE, for a changed file too.
+    policy_reload_poll_seconds: float = Field(default=5.0, gt=0, le=3600)
+    policy_reload_on_change: bool = False
 
     # --- HTTP server ---
     port: int = Field(default=3000, ge=1, le=65535)

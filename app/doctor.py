@@ -114,12 +114,20 @@ def startup_problems(*, socket: bool | None) -> StartupCheck:
             _, error = _build(policy, index)
             if error is not None:
                 results.append(CheckResult("provider", False, error))
-        if _oncall_roles(policy) and settings.pagerduty_token is None:
-            results.append(CheckResult("pagerduty", False, _no_pagerduty_token(policy)))
-        if policy.uses_step_up() and settings.missing_step_up():
-            results.append(CheckResult("step-up", False, _step_up_missing(settings)))
+        results += needs_of_policy(settings, policy)
     problems = [redact(result.detail) for result in results if not result.ok]
     return StartupCheck(settings, socket, problems)
+
+
+def needs_of_policy(settings: Settings, policy: Policy) -> list[CheckResult]:
+    """The settings this policy needs and that are not set (PagerDuty for on-call approval,
+    OIDC for step-up): asked at start and of a policy reloaded while running."""
+    results = []
+    if _oncall_roles(policy) and settings.pagerduty_token is None:
+        results.append(CheckResult("pagerduty", False, _no_pagerduty_token(policy)))
+    if policy.uses_step_up() and settings.missing_step_up():
+        results.append(CheckResult("step-up", False, _step_up_missing(settings)))
+    return results
 
 
 # --- settings and policy ----------------------------------------------------------------

@@ -148,8 +148,27 @@ def build_review(db: Session, policy: Policy, since: datetime, until: datetime) 
             review.attention.append(f"{who}: revoke needed attention ({told or 'failing'}){still}")
 
     _count_events(db, review, line, since, until)
+    _wider_policies(db, review, since, until)
     review.lines = sorted(lines.values(), key=lambda x: (x.person, x.system))
     return review
+
+
+def _wider_policies(db: Session, review: Review, since: datetime, until: datetime) -> None:
+    """Each policy change in the period that gave someone wider access needs a look: when, who
+    put it in force, and the policy by its sha256 (the `policy_sha256` later events carry)."""
+    changes = db.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.at >= since, AuditEvent.at < until, AuditEvent.event == "policy_changed")
+        .order_by(AuditEvent.seq)
+    )
+    for event in changes:
+        wider = event.detail.get("wider") or 0
+        if wider:
+            review.attention.append(
+                f"policy {str(event.detail.get('new_sha256'))[:12]}… in force {iso(event.at)} "
+                f"({event.detail.get('trigger')}, {event.actor}): {wider} change(s) giving "
+                "wider access"
+            )
 
 
 def _count_events(

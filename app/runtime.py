@@ -27,6 +27,8 @@ from app.oidc import oidc_from_settings
 from app.oncall import pagerduty_from_settings
 from app.operations.policy_change import describe_uncovered, uncovered_sessions
 from app.policy import PolicyError, load_policy
+from app.policy_reload import file_sha256, record_policy_at_start
+from app.policy_reload_requests import PolicyReloadPoll
 from app.providers.base import build_providers
 from app.slack.after_ack import AfterAck
 from app.slack.app import build_bolt_app, make_client
@@ -39,6 +41,7 @@ from app.trackers.base import build_trackers
 
 def build_context(settings: Settings) -> AppContext:
     policy = load_policy(settings.policy_file)
+    policy_sha256 = file_sha256(settings.policy_file)  # audit events name the policy by it
     providers = build_providers(policy)
     engine = database.make_engine(settings.database_url)
     sessions = database.make_sessionmaker(engine)
@@ -52,6 +55,7 @@ def build_context(settings: Settings) -> AppContext:
         oncall=pagerduty_from_settings(settings),
         oidc=oidc_from_settings(settings, now=lambda: clock.now().timestamp()),
         trackers=build_trackers(policy),
+        policy_sha256=policy_sha256,
     )
     if settings.slack_bot_token:
         client = make_client(settings)
@@ -78,8 +82,13 @@ class Bot:
             self.ctx.notify.start(self.ctx.settings.work_threads)
         resume_interrupted(self.ctx)
         announce_unposted_requests(self.ctx)
+        reloads = PolicyReloadPoll(self.ctx)
         self.scheduler = start_scheduler(
-            self.ctx, also=[(forget_old_slack_requests, FORGET_EVERY_SECONDS)]
+            self.ctx,
+            also=[
+                (forget_old_slack_requests, FORGET_EVERY_SECONDS),
+                (reloads.poll_policy_reload, self.ctx.settings.policy_reload_poll_seconds),
+            ],
         )
         self.scheduler.modify_job(resend_pending_notices.__name__, next_run_time=datetime.now(UTC))
         channel = self.ctx.settings.review_channel
@@ -117,6 +126,7 @@ def build_bot(settings: Settings, *, socket: bool = False, migrate: bool = True)
         uncovered = uncovered_sessions(db, ctx.policy)
     if uncovered:
         raise PolicyError(describe_uncovered(settings.policy_file, uncovered))
+    record_policy_at_start(ctx)
     client = make_client(settings)
     later = AfterAck(settings.work_threads)
     return Bot(ctx, client, build_bolt_app(ctx, client, later, socket=socket), later)

@@ -13,6 +13,8 @@ Rules it relies on:
   removed. A database that existed before the start is never removed, and nothing is removed
   once the bot serves.
 - The mode: `--http` or `--socket`, else Socket Mode when SLACK_APP_TOKEN is set, else HTTP.
+- SIGHUP reloads the policy without a restart (app/policy_reload.py): in Socket Mode here; under
+  gunicorn the master hands it to its worker (app/web.py).
 - In Socket Mode with a policy that uses step_up, the browser's pages (/step-up/…, /healthz)
   are served on $PORT by app.web.BrowserServer, started before the connection opens.
 """
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
 from app.config import Settings
 from app.doctor import startup_problems
+from app.policy_reload import reload_in_background
 from app.runtime import Bot, build_bot
 from app.slack import reach
 from app.text import short
@@ -102,6 +105,7 @@ def _serve_socket(settings: Settings, app_token: str) -> int:
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, on_signal)
+        signal.signal(signal.SIGHUP, lambda *_: reload_in_background(bot.ctx))
         browser = _browser_server(bot, settings)
         bot.start_timers()
         try:

@@ -14,6 +14,10 @@ Why sync Bolt under gunicorn gthread and not the async adapter: our operations, 
 providers are synchronous; Bolt's sync App behind an async adapter handles one request at a
 time, while gthread serves requests concurrently on threads (see bench/ for the figures).
 
+SIGHUP reloads the policy in the worker without a restart (app/policy_reload.py): the master
+hands the signal on instead of replacing its workers (`_PolicyReloadingArbiter`), so the timers,
+connections and requests in flight go on.
+
 SIGTERM stops gracefully: the worker pauses the timers at once (a session that falls due now
 is left to the next process), stops accepting connections, answers the requests in flight, and
 on its way out (`worker_exit`) lets the timer run in progress finish (a provider call in flight
@@ -26,6 +30,7 @@ import gc
 import hmac
 import json
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
@@ -36,6 +41,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import structlog
 from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import SecretStr
 from slack_bolt.adapter.wsgi import SlackRequestHandler
@@ -44,6 +50,7 @@ from sqlalchemy import text
 from app import metrics
 from app.audit_sinks.targets import configured
 from app.db import reading
+from app.policy_reload import reload_in_background
 from app.runtime import Bot
 from app.step_up_pages import step_up_route
 
@@ -186,6 +193,8 @@ def _start_worker(bot: Bot) -> None:
             gunicorn_handler(signum, frame)
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    # gunicorn leaves SIGHUP at its default (exit) in a worker; here it reloads the policy.
+    signal.signal(signal.SIGHUP, lambda *_: reload_in_background(bot.ctx))
 
 
 class GunicornServer(BaseApplication):
@@ -213,3 +222,20 @@ class GunicornServer(BaseApplication):
 
     def load(self) -> WSGIApp:
         return self.application
+
+    def run(self) -> None:
+        try:
+            _PolicyReloadingArbiter(self).run()
+        except RuntimeError as exc:  # as gunicorn's own run() says it
+            print(f"\nError: {exc}\n", file=sys.stderr)
+            sys.exit(1)
+
+
+class _PolicyReloadingArbiter(Arbiter):
+    """gunicorn's master, except that SIGHUP is handed to the workers, which reload the policy
+    in place. gunicorn's own SIGHUP starts new workers from the app built before the fork: the
+    old policy, with the timers restarted, for nothing."""
+
+    def handle_hup(self) -> None:
+        self.log.info("SIGHUP: the worker reloads the policy")
+        self.kill_workers(signal.SIGHUP)

@@ -18,7 +18,8 @@ from sqlalchemy import select
 from app import clock
 from app.db import transaction
 from app.jobs.waiting_requests import remind_and_escalate_waiting_requests
-from app.models import AuditEvent, Delegation
+from app.models import AuditEvent
+from app.models_features import Delegation
 from app.operations.delegation import create_delegation
 from tests.conftest import (
     BOB,

@@ -33,10 +33,10 @@ def test_migration_0011_adds_and_removes_the_busy_approver_columns_and_delegatio
             found.has_table("delegations"),
         )
 
-    command.upgrade(config, "0008")
+    command.upgrade(config, "0010")
     assert shape() == (set(), set(), False)
     command.upgrade(config, "0011")
     assert shape() == (added, {"on_behalf_of"}, True)
-    command.downgrade(config, "0008")
+    command.downgrade(config, "0010")
     assert shape() == (set(), set(), False)
     engine.dispose()

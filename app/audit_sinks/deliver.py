@@ -42,7 +42,8 @@ from app.audit_sinks.sinks import Batch, Sink, SinkError, build_sink
 from app.audit_sinks.targets import SinkTarget, configured
 from app.config import Settings
 from app.db import reading, transaction
-from app.models import AuditEvent, AuditSinkCursor
+from app.models import AuditEvent
+from app.models_features import AuditSinkCursor
 from app.operations.common import backoff
 from app.text import short
 

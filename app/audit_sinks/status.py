@@ -29,7 +29,8 @@ from app.audit_sinks.sinks import SinkError, build_sink
 from app.audit_sinks.targets import SinkTarget, configured
 from app.config import Settings
 from app.db import reading
-from app.models import AuditChainHead, AuditEvent, AuditSinkCursor
+from app.models import AuditChainHead, AuditEvent
+from app.models_features import AuditSinkCursor
 from app.text import short
 
 

@@ -42,6 +42,8 @@ class NoticeKind(StrEnum):
     approvers_reminded = "approvers_reminded"  # (request)
     request_escalated = "request_escalated"  # (request)
     delegation_changed = "delegation_changed"  # (delegation id)
+    # a policy file refused whole (app/policy_reload.py)
+    policy_reload_refused = "policy_reload_refused"  # (channel id, file sha256, reason)
 
 
 #: Kinds delivered to a ticket tracker, not to Slack (app/delivery/tickets.py). They wait in a
@@ -121,6 +123,9 @@ class Notifier:
 
     def delegation_changed(self, delegation_id: str) -> None:
         self.send(NoticeKind.delegation_changed, delegation_id)
+
+    def policy_reload_refused(self, channel: str, sha256: str, reason: str) -> None:
+        self.send(NoticeKind.policy_reload_refused, channel, sha256, reason)
 
 
 class QuietNotifier(Notifier):

@@ -29,7 +29,8 @@ from sqlalchemy.orm import Session
 from app import audit, clock
 from app.context import AppContext
 from app.db import reading, transaction
-from app.models import AccessRequest, Approval, Delegation
+from app.models import AccessRequest, Approval
+from app.models_features import Delegation
 from app.operations import people
 from app.operations.common import new_id
 from app.operations.errors import ConflictError, NotAllowed, NotFound

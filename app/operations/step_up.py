@@ -36,7 +36,8 @@ from sqlalchemy import select
 from app import audit, clock
 from app.context import AppContext
 from app.db import transaction
-from app.models import AccessRequest, RequestState, StepUpLogin
+from app.models import AccessRequest, RequestState
+from app.models_features import StepUpLogin
 from app.oidc import OidcClient, OidcUnavailable, StepUpRefused, VerifiedLogin
 from app.operations import people
 from app.operations.common import read_row

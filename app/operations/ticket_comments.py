@@ -22,7 +22,8 @@ from sqlalchemy.exc import IntegrityError
 from app import audit, clock
 from app.context import AppContext
 from app.db import transaction
-from app.models import AccessRequest, AccessSession, TicketComment
+from app.models import AccessRequest, AccessSession
+from app.models_features import TicketComment
 from app.operations.common import read_row
 from app.operations.queries import with_approvals
 from app.text import short

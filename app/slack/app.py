@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -155,8 +156,20 @@ def build_bolt_app(
         process_before_response=True,
     )
     app.use(RefuseReplays(ctx.db))  # after Bolt's own, RequestVerification among them
+    app.use(_pin_policy(ctx))
     register(app, ctx, later)
     return app
+
+
+def _pin_policy(ctx: AppContext) -> Callable[..., BoltResponse]:
+    """Bolt middleware: a request, and the work it hands on after its ack, is decided under
+    the policy in force when it arrived, whatever a reload does meanwhile."""
+
+    def pin_policy(next: Callable[[], BoltResponse]) -> BoltResponse:
+        with ctx.pinned():
+            return next()
+
+    return pin_policy
 
 
 def _signing_secret(settings: Settings, *, socket: bool) -> str:

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 from slack_sdk.errors import SlackApiError
 
 from app.db import reading
-from app.models import AccessRequest, Delegation
+from app.models import AccessRequest
+from app.models_features import Delegation
 from app.operations import people, waiting_request
 from app.policy_values import is_group
 from app.slack.blocks import busy

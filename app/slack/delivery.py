@@ -36,6 +36,7 @@ def deliver_to(notifier: SlackNotifier) -> Deliver:
         NoticeKind.approvers_reminded: notifier.approvers_reminded,
         NoticeKind.request_escalated: notifier.request_escalated,
         NoticeKind.delegation_changed: notifier.delegation_changed,
+        NoticeKind.policy_reload_refused: notifier.policy_reload_refused,
     }
 
     def deliver(kind: NoticeKind, args: tuple[NoticeArg, ...]) -> None:

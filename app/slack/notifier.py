@@ -27,9 +27,10 @@ from app.models import AccessRequest, AccessSession, RequestKind, RequestState, 
 from app.operations import delegation, people, queries
 from app.operations.decide_request import may_decide
 from app.operations.request_access import attach_card
+from app.policy import Policy
 from app.review import Review
 from app.slack import busy_notices
-from app.slack.blocks import busy, card, dm, home, thread, ticket
+from app.slack.blocks import busy, card, dm, home, policy_reload, thread, ticket
 from app.slack.blocks import delegation as blocks_delegation
 from app.slack.blocks.review import review_upload
 
@@ -40,11 +41,15 @@ HOME_FRESH_SECONDS = 3600  # an opened Home tab is republished on changes for th
 class SlackNotifier:
     def __init__(self, client: WebClient, ctx: AppContext) -> None:
         self.client = client
-        self.policy = ctx.policy
         self.db = ctx.db
         self._ctx = ctx  # card ids, approver groups and settings need the context
         self._viewers: dict[str, float] = {}  # who opened the Home tab, when (monotonic)
         self._viewers_lock = threading.Lock()
+
+    @property
+    def policy(self) -> Policy:
+        """The policy in force now (a reload replaces it; a notice says what is true now)."""
+        return self._ctx.policy
 
     # --- helpers ---
     def _load(self, request_id: str) -> tuple[AccessRequest | None, AccessSession | None]:
@@ -324,6 +329,11 @@ class SlackNotifier:
         if told:
             mentions = people.mentions(self._ctx, told)
             self._thread(request, busy.notify_line(self.policy, request, mentions))
+
+    def policy_reload_refused(self, channel: str, sha256: str, reason: str) -> None:
+        """A new policy file was refused whole: the approver channel hears why."""
+        text = policy_reload.reload_refused(sha256, reason)
+        self.client.chat_postMessage(channel=channel, text=text)
 
 
 def publish_review(client: WebClient, channel: str, review: Review) -> None:

@@ -52,11 +52,11 @@ def upgrade() -> None:
     connection = op.get_bind()
     table = cast(sa.Table, AuditEvent.__table__)
     previous, seq = GENESIS, 0
-    for row in connection.execute(sa.select(table).order_by(table.c.id)).mappings():
+    # only the columns the table has at this revision (0009 adds policy_sha256 later)
+    columns = [c for c in table.c if c.key not in ("seq", "prev_hash", "hash", "policy_sha256")]
+    for row in connection.execute(sa.select(*columns).order_by(table.c.id)).mappings():
         seq += 1
-        event = AuditEvent(
-            **{k: v for k, v in row.items() if k not in ("seq", "prev_hash", "hash")}
-        )
+        event = AuditEvent(**dict(row))
         event.seq = seq
         digest = chain_hash(previous, event)
         connection.execute(

@@ -24,7 +24,8 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from app.models import AccessRequest, Approval, Delegation
+from app.models import AccessRequest, Approval
+from app.models_features import Delegation
 from app.operations.delegation import MAX_DELEGATION
 from app.slack.blocks.mrkdwn import context, section
 from app.slack.ids import Action, Callback

@@ -17,15 +17,8 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from app.models import (
-    AccessRequest,
-    AccessSession,
-    Delegation,
-    RequestKind,
-    RequestState,
-    Route,
-    SessionState,
-)
+from app.models import AccessRequest, AccessSession, RequestKind, RequestState, Route, SessionState
+from app.models_features import Delegation
 from app.policy import Policy, System
 from app.policy_values import format_duration
 from app.slack.blocks.answers import help_text, session_line

@@ -114,11 +114,9 @@ def test_a_client_error_names_the_status(pagerduty: FakePagerDuty) -> None:
 
 
 def test_a_hanging_pagerduty_times_out(pagerduty: FakePagerDuty) -> None:
-    pagerduty.script.hang(2.0)
-    started = time.monotonic()
+    pagerduty.script.hang(2.0)  # then it answers 504, which a client that waited would name
     message = unavailable(lambda: client(pagerduty, timeout=0.3).on_call_emails(SCHEDULE))
     assert message == "PagerDuty timed out after 0.3s"
-    assert time.monotonic() - started < 1.5
 
 
 def test_unreachable_pagerduty_is_unavailable() -> None:

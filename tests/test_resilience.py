@@ -266,10 +266,9 @@ def test_stopping_keeps_the_notices_still_queued_for_the_next_start(
     for method in SLACK_WRITES:  # each try sleeps out Retry-After twice: 3 s or more
         bot.slack.fail(method, "ratelimited", times=1000, status=429)
 
-    began = time.monotonic()
     for session in sessions:
         bot.ctx.notify.closeout_reminder(session)
-    assert time.monotonic() - began < 0.5, "the callers did not wait for Slack"
+    # the callers did not wait for Slack: the third reminder is not even tried (below)
     bot.slack.wait_for("chat.postMessage")  # the first reminder is being tried
     outbox.stop()
 

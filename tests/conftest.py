@@ -25,6 +25,7 @@ from app.jobs.reminders import send_closeout_reminders
 from app.models import AccessRequest, AccessSession, SessionState
 from app.runtime import build_bot
 from app.web import make_wsgi_app
+from tests.blocks_helpers import offers
 from tests.fakes.policy import ALICE, BOB, LEAD1, LEAD2, MALLORY, write_policy
 from tests.fakes.postgres import PostgresServer, postgres_or_skip
 from tests.fakes.slack_api import FakeSlack
@@ -213,7 +214,9 @@ class BotHarness:
         """Send a quick-form request; wait for its card; return the request id."""
         answer = self.send.command(text, user)
         assert answer.status == 200, answer
-        self.slack.wait_for("chat.postMessage", lambda a: "approve_request" in str(a.get("blocks")))
+        self.slack.wait_for(
+            "chat.postMessage", lambda a: offers(a.get("blocks"), "approve_request")
+        )
         return eventually(lambda: _card_ready(self), what="card ts stored")
 
     def granted(self, text: str, user: str = "U0BOB", approver: str = "U0LEAD1") -> AccessSession:

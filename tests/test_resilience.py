@@ -30,6 +30,7 @@ from app.db import normalize_url, transaction
 from app.models import AccessSession, PendingNotice, SessionState
 from app.slack import outbox as outbox_module
 from app.slack.outbox import outbox_of, resend_pending_notices
+from tests.blocks_helpers import offers, says, shows
 from tests.conftest import (
     ALICE,
     BOB,
@@ -55,7 +56,7 @@ def _granted(bot: BotHarness, text: str, user: str = BOB) -> AccessSession:
     session = bot.wait_session(request_id, SessionState.active)
     bot.slack.wait_for(  # the grant's notice is going out (it comes after the state change)
         "chat.postMessage",
-        lambda a: a.get("channel") == user and "end_session" in str(a.get("blocks")),
+        lambda a: a.get("channel") == user and offers(a.get("blocks"), "end_session"),
     )
     _quiet(bot.slack)
     return session
@@ -83,7 +84,7 @@ def _card_posts(slack: FakeSlack) -> list[dict]:
     return [
         c
         for c in slack.calls_to("chat.postMessage")
-        if c.get("channel") == "C0APPROVALS" and "approve_request" in str(c.get("blocks"))
+        if c.get("channel") == "C0APPROVALS" and offers(c.get("blocks"), "approve_request")
     ]
 
 
@@ -105,7 +106,7 @@ def test_card_is_posted_when_slack_rate_limits_the_first_try(sqlite_bot: BotHarn
     request_id = sqlite_bot.quick_request("orders-api write 30m PAY-184 restart worker", BOB)
     posts = _card_posts(sqlite_bot.slack)
     assert len(posts) == 2  # refused with Retry-After: 1, then sent again by the client
-    assert request_id in str(posts[-1]["blocks"])
+    assert shows(posts[-1]["blocks"], request_id)
     assert sqlite_bot.request(request_id).card_ts
     assert _pending(sqlite_bot) == []
 
@@ -156,11 +157,11 @@ def test_slack_outage_never_stops_a_revoke_and_the_notice_is_sent_once_slack_is_
     assert resend_pending_notices(bot.ctx).sent == [kept.id]
 
     update = bot.slack.wait_for("chat.update", lambda a: a["ts"] == card_ts)[-1]
-    assert "Ended" in str(update["blocks"]) and "Active" not in str(update["blocks"])
+    assert shows(update["blocks"], "Ended") and not shows(update["blocks"], "Active")
     assert _in_thread(bot.slack, card_ts), "the card's thread says the access ended"
     bot.slack.wait_for(
         "chat.postMessage",
-        lambda a: a.get("channel") == BOB and "open_closeout" in str(a.get("blocks")),
+        lambda a: a.get("channel") == BOB and offers(a.get("blocks"), "open_closeout"),
     )
     assert _pending(bot) == []
 
@@ -281,7 +282,7 @@ def test_stopping_keeps_the_notices_still_queued_for_the_next_start(
     assert len(resend_pending_notices(bot.ctx).sent) == 3
     for session in sessions:
         bot.slack.wait_for(
-            "chat.postMessage", lambda a, s=session: a["channel"] == BOB and s.id in str(a)
+            "chat.postMessage", lambda a, s=session: a["channel"] == BOB and says(a, s.id)
         )
 
 
@@ -424,7 +425,7 @@ def test_slow_slack_never_delays_a_revoke_and_kept_notices_go_out_when_it_recove
     for user, session_id in ((BOB, first), (ALICE, second)):
         slack.wait_for(
             "chat.postMessage",
-            lambda a, u=user, s=session_id: a.get("channel") == u and s in str(a),
+            lambda a, u=user, s=session_id: a.get("channel") == u and says(a, s),
             timeout=15,
         )
     eventually(lambda: query(env, kept) == [], timeout=10, what="outbox empty")

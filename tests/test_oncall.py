@@ -5,13 +5,14 @@ why in one line without the token."""
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 from urllib.parse import parse_qs
 
 import pytest
 
+from app import oncall
 from app.config import SettingsError, load_settings
 from app.logging import mask
 from app.oncall import OnCallUnavailable, PagerDuty, pagerduty_from_settings
@@ -146,7 +147,12 @@ def test_no_token_is_unavailable_without_calling(pagerduty: FakePagerDuty) -> No
     assert pagerduty.calls == []
 
 
-def test_answers_are_cached_per_schedule_for_cache_seconds(pagerduty: FakePagerDuty) -> None:
+def test_answers_are_cached_per_schedule_for_cache_seconds(
+    pagerduty: FakePagerDuty, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the cache's clock is moved by the test: a slow machine must not expire it early
+    now = [1000.0]
+    monkeypatch.setattr(oncall, "time", SimpleNamespace(monotonic=lambda: now[0]))
     pagerduty.set_on_call(SCHEDULE, ["bob@example.com"])
     pd = client(pagerduty, cache_seconds=0.3)
     assert pd.is_on_call(SCHEDULE, "bob@example.com") is True
@@ -155,7 +161,10 @@ def test_answers_are_cached_per_schedule_for_cache_seconds(pagerduty: FakePagerD
     assert pagerduty.oncalls_calls() == 1
     assert pd.on_call_emails("POTHER") == set()  # another schedule is asked separately
     assert pagerduty.oncalls_calls() == 2
-    time.sleep(0.35)
+    now[0] += 0.29
+    assert pd.is_on_call(SCHEDULE, "bob@example.com") is True  # still cached
+    assert pagerduty.oncalls_calls() == 2
+    now[0] += 0.02
     assert pd.is_on_call(SCHEDULE, "bob@example.com") is False
     assert pd.is_on_call(SCHEDULE, "alice@example.com") is True
     assert pagerduty.oncalls_calls() == 3

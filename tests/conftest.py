@@ -44,6 +44,24 @@ USERS = {
 }
 
 
+# Modules whose tests change what every xdist worker shares (the installed distributions):
+# all their tests go to one worker. (pytest-xdist's `xdist_group` mark would say this, but
+# on pytest 9.2 `--dist loadgroup` silently stops grouping: pytest-xdist issue #1386.)
+ONE_WORKER_MODULES = ("tests/test_provider_plugins.py",)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's load scheduling, test by test, except ONE_WORKER_MODULES, each kept whole."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneWorkerForSomeModules(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in ONE_WORKER_MODULES else nodeid
+
+    return OneWorkerForSomeModules(config, log)
+
+
 def eventually(check: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
     """Poll until check() returns something truthy (work after ack runs on Bolt's threads)."""
     deadline = time.monotonic() + timeout

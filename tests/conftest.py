@@ -4,6 +4,7 @@ scoped), and `bot`: the real app served over real HTTP on localhost, signed requ
 from __future__ import annotations
 
 import itertools
+import shutil
 import subprocess
 import sys
 import threading
@@ -19,12 +20,13 @@ import pytest
 from app import clock, text
 from app.config import Settings
 from app.context import AppContext
-from app.db import transaction
+from app.db import transaction, upgrade
 from app.jobs.expire import expire_due_sessions
 from app.jobs.reminders import send_closeout_reminders
 from app.models import AccessRequest, AccessSession, SessionState
 from app.runtime import build_bot
 from app.web import make_wsgi_app
+from tests.blocks_helpers import offers
 from tests.fakes.policy import ALICE, BOB, LEAD1, LEAD2, MALLORY, write_policy
 from tests.fakes.postgres import PostgresServer, postgres_or_skip
 from tests.fakes.slack_api import FakeSlack
@@ -40,6 +42,24 @@ USERS = {
     LEAD2: {"email": "lead2@example.com", "name": "lead2"},
     MALLORY: {"email": "mallory@example.com", "name": "mallory"},
 }
+
+
+# Modules whose tests change what every xdist worker shares (the installed distributions):
+# all their tests go to one worker. (pytest-xdist's `xdist_group` mark would say this, but
+# on pytest 9.2 `--dist loadgroup` silently stops grouping: pytest-xdist issue #1386.)
+ONE_WORKER_MODULES = ("tests/test_provider_plugins.py",)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's load scheduling, test by test, except ONE_WORKER_MODULES, each kept whole."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneWorkerForSomeModules(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in ONE_WORKER_MODULES else nodeid
+
+    return OneWorkerForSomeModules(config, log)
 
 
 def eventually(check: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
@@ -113,11 +133,40 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServ
 _db_counter = itertools.count(1)
 
 
+def _psycopg(dsn: str) -> str:
+    return dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
 @pytest.fixture
 def pg_database(pg_server: PostgresServer) -> str:
-    """A fresh database on the real PostgreSQL server (DSN, psycopg 3 driver)."""
-    dsn = pg_server.create_database(f"bot_{next(_db_counter)}")
-    return dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+    """A fresh, empty database on the real PostgreSQL server (DSN, psycopg 3 driver)."""
+    return _psycopg(pg_server.create_database(f"bot_{next(_db_counter)}"))
+
+
+@pytest.fixture(scope="session")
+def _pg_migrated_template(pg_server: PostgresServer) -> str:
+    """A database migrated once per test session (per xdist worker), copied for each bot."""
+    name = "bot_template"
+    upgrade(_psycopg(pg_server.create_database(name)))  # its engine is disposed: no sessions
+    return name
+
+
+@pytest.fixture
+def pg_migrated_database(pg_server: PostgresServer, _pg_migrated_template: str) -> str:
+    """A fresh database already at the newest migration: a copy of the template, which
+    PostgreSQL makes far faster than running the migrations again (the bot's own upgrade at
+    start then finds nothing to do, as after a restart)."""
+    name = f"bot_{next(_db_counter)}"
+    return _psycopg(pg_server.create_database(name, template=_pg_migrated_template))
+
+
+@pytest.fixture(scope="session")
+def _sqlite_migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once per test session (per xdist worker), copied for each bot."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "bot.db"
+    upgrade(f"sqlite:///{path}")
+    assert not path.with_name("bot.db-wal").exists(), "the template must be one file"
+    return path
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
@@ -213,7 +262,9 @@ class BotHarness:
         """Send a quick-form request; wait for its card; return the request id."""
         answer = self.send.command(text, user)
         assert answer.status == 200, answer
-        self.slack.wait_for("chat.postMessage", lambda a: "approve_request" in str(a.get("blocks")))
+        self.slack.wait_for(
+            "chat.postMessage", lambda a: offers(a.get("blocks"), "approve_request")
+        )
         return eventually(lambda: _card_ready(self), what="card ts stored")
 
     def granted(self, text: str, user: str = "U0BOB", approver: str = "U0LEAD1") -> AccessSession:
@@ -247,19 +298,31 @@ def bot(
     request: pytest.FixtureRequest, tmp_path: Path, slack: FakeSlack, webhook: WebhookReceiver
 ) -> Iterator[BotHarness]:
     """The bot with its own database on SQLite (one process) and on a real PostgreSQL."""
-    database_url = request.getfixturevalue("pg_database") if request.param == "postgres" else None
+    if request.param == "postgres":
+        database_url = request.getfixturevalue("pg_migrated_database")
+    else:
+        shutil.copyfile(request.getfixturevalue("_sqlite_migrated_template"), tmp_path / "bot.db")
+        database_url = None
     yield from _bot(tmp_path, slack, webhook, database_url)
 
 
 @pytest.fixture
-def sqlite_bot(tmp_path: Path, slack: FakeSlack, webhook: WebhookReceiver) -> Iterator[BotHarness]:
+def sqlite_bot(
+    tmp_path: Path,
+    slack: FakeSlack,
+    webhook: WebhookReceiver,
+    _sqlite_migrated_template: Path,
+) -> Iterator[BotHarness]:
     """The bot on SQLite only, for tests that edit its database file behind its back."""
+    shutil.copyfile(_sqlite_migrated_template, tmp_path / "bot.db")
     yield from _bot(tmp_path, slack, webhook, None)
 
 
 def _bot(
     tmp_path: Path, slack: FakeSlack, webhook: WebhookReceiver, database_url: str | None
 ) -> Iterator[BotHarness]:
+    """The harness on `database_url` (default: tmp_path/bot.db, which the caller has copied
+    from the migrated template)."""
     policy = write_policy(tmp_path / "policy.yml", webhook.url)
     harness = BotHarness(make_settings(tmp_path, slack, policy, database_url), slack)
     yield harness

@@ -3,25 +3,35 @@ Web API calls into the fake Slack server, grants and revokes into a real webhook
 
 from __future__ import annotations
 
-import json
 import threading
 from datetime import timedelta
 
 from app import audit, clock
 from app.db import transaction
 from app.models import CloseoutState, SessionState
+from tests.blocks_helpers import action_ids, button_values, offers, shows, texts
 from tests.conftest import ALICE, BOB, LEAD1, LEAD2, MALLORY, BotHarness, eventually
 from tests.fakes.slack_requests import text_input
 from tests.fakes.webhook_receiver import WebhookReceiver
 
 
 def _blocks(call: dict) -> str:
-    return json.dumps(call.get("blocks"))
+    """The texts of a message's blocks, one per line (what the reader sees)."""
+    return "\n".join(texts(call.get("blocks")))
 
 
 def _dm(bot: BotHarness, user: str, needle: str) -> dict:
     return bot.slack.wait_for(
-        "chat.postMessage", lambda a: a.get("channel") == user and needle in _blocks(a) + a["text"]
+        "chat.postMessage",
+        lambda a: a.get("channel") == user and needle in _blocks(a) + "\n" + a["text"],
+    )[-1]
+
+
+def _dm_offering(bot: BotHarness, user: str, action_id: str) -> dict:
+    """The latest DM to `user` with a button or input whose action_id is `action_id`."""
+    return bot.slack.wait_for(
+        "chat.postMessage",
+        lambda a: a.get("channel") == user and offers(a.get("blocks"), action_id),
     )[-1]
 
 
@@ -49,7 +59,7 @@ def test_quick_request_is_approved_granted_expired_and_closed_out(
     card_json = _blocks(card)
     for expected in ("<@U0BOB>", "Orders API", "write", "30m", "PAY-184", "restart payment worker"):
         assert expected in card_json
-    assert "approve_request" in card_json and "deny_request" in card_json
+    assert offers(card["blocks"], "approve_request") and offers(card["blocks"], "deny_request")
     _dm(bot, BOB, request_id)  # the requester's confirmation names the request id
 
     session = _approve_and_wait(bot, request_id)
@@ -67,9 +77,9 @@ def test_quick_request_is_approved_granted_expired_and_closed_out(
 
     updated = bot.slack.wait_for("chat.update", lambda a: "Active" in _blocks(a))[-1]
     assert updated["ts"] == bot.request(request_id).card_ts
-    assert "approve_request" not in _blocks(updated)  # the buttons are gone
+    assert not {"approve_request", "deny_request"} & set(action_ids(updated["blocks"]))
     assert "Approved" in _blocks(updated) and "<@U0LEAD1>" in _blocks(updated)
-    granted_dm = _dm(bot, BOB, "end_session")
+    granted_dm = _dm_offering(bot, BOB, "end_session")
     assert f"<!date^{int(session.expires_at.timestamp())}^" in _blocks(granted_dm)
 
     clock.travel(timedelta(minutes=30, seconds=1))
@@ -78,7 +88,7 @@ def test_quick_request_is_approved_granted_expired_and_closed_out(
     assert revoke.signature_valid and revoke.headers["idempotency-key"] == f"{session.id}:revoke"
     session = bot.wait_session(request_id, SessionState.ended)
     assert session.closeout_state == CloseoutState.prompted
-    prompt = _dm(bot, BOB, "open_closeout")
+    prompt = _dm_offering(bot, BOB, "open_closeout")
     assert "expired" in _blocks(prompt)
 
     assert bot.send.click("open_closeout", session.id, BOB, channel="D0BOB").status == 200
@@ -116,7 +126,7 @@ def test_modal_path_updates_roles_for_the_chosen_system_and_submits(bot: BotHarn
     assert bot.send.command("", BOB).status == 200
     modal = bot.slack.wait_for("views.open")[0]["view"]
     assert modal["callback_id"] == "request_access"
-    assert "role_select" not in json.dumps(modal)  # no roles before a system is chosen
+    assert not offers(modal, "role_select")  # no roles before a system is chosen
 
     values = {
         "system": {
@@ -265,7 +275,7 @@ def test_deny_records_who_denied_and_tells_the_requester(bot: BotHarness) -> Non
     answer = bot.deny(request_id, LEAD2, "use the <!channel> read replica & ask again")
     assert answer.status == 200 and answer.text == ""
     update = bot.slack.wait_for("chat.update", lambda a: "Denied" in _blocks(a))[0]
-    assert "<@U0LEAD2>" in _blocks(update) and "approve_request" not in _blocks(update)
+    assert "<@U0LEAD2>" in _blocks(update) and not offers(update["blocks"], "approve_request")
     assert "use the &lt;!channel&gt; read replica &amp; ask again" in _blocks(update)
     dm = _dm(bot, BOB, "denied your request")
     assert "Reason: use the &lt;!channel&gt; read replica" in dm["text"]
@@ -295,7 +305,7 @@ def test_failed_grant_is_shown_and_can_be_retried(
     session = bot.wait_session(request_id, SessionState.grant_failed)
     assert "HTTP 503" in session.last_error
     card = bot.slack.wait_for("chat.update", lambda a: "Grant failed" in _blocks(a))[-1]
-    assert "HTTP 503" in _blocks(card) and "retry_grant" in _blocks(card)
+    assert "HTTP 503" in _blocks(card) and offers(card["blocks"], "retry_grant")
     assert "Active" not in _blocks(card)
     _dm(bot, BOB, "Nothing was granted")
 
@@ -362,7 +372,7 @@ def test_provider_down_alerts_the_channel_after_three_failures_and_answers_when_
     bot.send.interaction_event({"type": "app_home_opened", "user": BOB, "tab": "home"})
     bot.slack.wait_for(
         "views.publish",
-        lambda a: a["user_id"] == BOB and "revoke failing" in json.dumps(a["view"]),
+        lambda a: a["user_id"] == BOB and shows(a["view"], "revoke failing"),
     )
     bot.sweep()
     ended = bot.wait_session(request_id, SessionState.ended)
@@ -452,11 +462,11 @@ def test_home_tab_shows_open_access_with_end_button(bot: BotHarness) -> None:
     )
     assert answer.status == 200
     view = bot.slack.wait_for(
-        "views.publish", lambda a: a["user_id"] == BOB and pending in json.dumps(a["view"])
+        "views.publish", lambda a: a["user_id"] == BOB and shows(a["view"], pending)
     )[-1]["view"]
-    text = json.dumps(view)
     assert view["type"] == "home"
-    assert session.id in text and "end_session" in text and pending in text
+    assert shows(view, session.id) and session.id in button_values(view)
+    assert offers(view, "end_session")
 
 
 def test_unknown_email_refuses_the_request_with_the_reason(

@@ -7,7 +7,6 @@ only the control sequences the bot builds on purpose may stay raw."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -19,6 +18,7 @@ from app import clock
 from app.jobs.requests import escalate_unreviewed_breakglass, lapse_stale_requests
 from app.models import SessionState
 from app.operations.request_access import REASON_MAX, TICKET_MAX
+from tests.blocks_helpers import offers, shows
 from tests.conftest import ALICE, BOB, LEAD1, LEAD2, MALLORY, BotHarness, eventually, make_settings
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_requests import Answer, select, text_input
@@ -275,18 +275,18 @@ def test_a_staging_system_is_named_staging_on_its_card_and_in_dms(
     assert bot.send.command("orders-staging write 1h PAY-4 try it", BOB).status == 200
     staging = _latest(bot)
     bot.wait_session(staging, SessionState.active)
-    card = bot.slack.wait_for("chat.update", lambda a: "Active" in json.dumps(a["blocks"]))[-1]
+    card = bot.slack.wait_for("chat.update", lambda a: shows(a["blocks"], "Active"))[-1]
     assert card["blocks"][0]["type"] == "header"
     assert card["blocks"][0]["text"]["text"] == "Staging access request"
     granted = bot.slack.wait_for(
-        "chat.postMessage", lambda a: "end_session" in str(a.get("blocks"))
+        "chat.postMessage", lambda a: offers(a.get("blocks"), "end_session")
     )
     dm = granted[-1]
     assert "staging access" in dm["text"] and "production" not in dm["text"]
-    assert "staging access to *Orders staging &lt;beta&gt; &amp; co*" in json.dumps(dm["blocks"])
+    assert shows(dm["blocks"], "staging access to *Orders staging &lt;beta&gt; &amp; co*")
 
     production = bot.granted("orders-api read 15m PAY-5 look", BOB)
-    card = bot.slack.wait_for("chat.update", lambda a: production.request_id in str(a["blocks"]))
+    card = bot.slack.wait_for("chat.update", lambda a: shows(a["blocks"], production.request_id))
     assert card[-1]["blocks"][0]["text"]["text"] == "Production access request"
-    dm = bot.slack.wait_for("chat.postMessage", lambda a: production.id in str(a.get("blocks")))[-1]
+    dm = bot.slack.wait_for("chat.postMessage", lambda a: shows(a.get("blocks"), production.id))[-1]
     assert "production access" in dm["text"] and "staging" not in dm["text"]

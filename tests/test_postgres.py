@@ -13,6 +13,7 @@ import pytest
 
 from app import clock
 from app.models import SessionState
+from tests.blocks_helpers import shows
 from tests.conftest import BOB, LEAD1, BotHarness, make_settings, write_policy
 from tests.fakes.postgres import PostgresServer
 from tests.fakes.slack_api import FakeSlack
@@ -131,8 +132,8 @@ def test_postgres_refuses_to_grant_a_privileged_role(pg_bot: BotHarness, target_
     session = pg_bot.wait_session(request_id, SessionState.grant_failed)
     assert "the granted role checkout_owner has BYPASSRLS" in (session.last_error or "")
     assert not has_role(target_dsn, "bob", "checkout_owner")
-    card = pg_bot.slack.wait_for("chat.update", lambda a: "BYPASSRLS" in str(a.get("blocks")))
-    assert "Nothing was granted" in str(card[-1]["blocks"])
+    card = pg_bot.slack.wait_for("chat.update", lambda a: shows(a.get("blocks"), "BYPASSRLS"))
+    assert shows(card[-1]["blocks"], "Nothing was granted")
 
 
 def test_a_dsn_psycopg_cannot_decode_is_a_clear_refusal_not_a_crash(

@@ -12,6 +12,7 @@ import pytest
 from app.models import SessionState
 from app.providers.base import ProviderError
 from app.providers.okta_group import OktaGroupConfig, OktaGroupProvider
+from tests.blocks_helpers import offers
 from tests.conftest import BOB, LEAD1, BotHarness, make_settings, write_policy
 from tests.fakes.okta_api import FakeOkta
 from tests.fakes.slack_api import FakeSlack
@@ -134,7 +135,7 @@ def test_okta_grant_that_times_out_fails_visibly_and_an_approver_retry_grants(
         bot.send.click("approve_request", request_id, LEAD1)
         failed = bot.wait_session(request_id, SessionState.grant_failed)
         assert failed.last_error == "Okta timed out after 0.5s"
-        bot.slack.wait_for("chat.update", lambda a: "retry_grant" in str(a.get("blocks")))
+        bot.slack.wait_for("chat.update", lambda a: offers(a.get("blocks"), "retry_grant"))
         bot.send.click("retry_grant", failed.id, "U0LEAD2")
         bot.wait_session(request_id, SessionState.active)
         assert okta.is_member(GROUP, "bob@example.com")

@@ -1,7 +1,10 @@
 """Third-party providers through the entry-point group `prod_access.providers`: a tiny
 distribution (tests/fixtures/ledger_plugin) is pip-installed into the running environment (no
 network, no build isolation), named in a policy file, and used by the bot and by a fresh
-`prod-access` process; broken plugins stop start-up with the reason. Uninstalled afterwards."""
+`prod-access` process; broken plugins stop start-up with the reason. Uninstalled afterwards.
+The whole module runs on one xdist worker (tests/conftest.py, ONE_WORKER_MODULES): the
+environment is shared, and another worker's copy of the fixture would uninstall the plugin
+from under this one."""
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ from app.db import transaction
 from app.logging import mask, setup_logging
 from app.models import SessionState
 from app.text import redact, register_dsn, register_secret, short, tail
+from tests.blocks_helpers import shows
 from tests.conftest import BOB, LEAD1, BotHarness, make_settings, write_policy
 from tests.fakes.postgres import PostgresServer
 from tests.fakes.slack_api import FakeSlack
@@ -94,8 +95,8 @@ def _grant_failure_shown(bot: BotHarness, request_id: str, *, unknown: bool = Fa
     failed = bot.wait_session(request_id, state)
     on_card = "Grant outcome unknown" if unknown else "Grant failed"
     in_dm = "checked again" if unknown else "Nothing was granted"
-    card = bot.slack.wait_for("chat.update", lambda a: on_card in str(a.get("blocks")))
-    assert MARK in str(card[-1]["blocks"])
+    card = bot.slack.wait_for("chat.update", lambda a: shows(a.get("blocks"), on_card))
+    assert shows(card[-1]["blocks"], MARK)
     dm = bot.slack.wait_for(
         "chat.postMessage", lambda a: a["channel"] == BOB and in_dm in a["text"]
     )

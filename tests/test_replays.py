@@ -16,6 +16,7 @@ from app import clock
 from app.db import reading
 from app.models import AccessRequest, Approval, SeenSlackRequest, SessionState
 from app.slack.replays import forget_old_slack_requests
+from tests.blocks_helpers import offers
 from tests.conftest import BOB, LEAD1, SIGNING_SECRET, BotHarness, eventually
 from tests.fakes.webhook_receiver import WebhookReceiver
 
@@ -31,7 +32,7 @@ def _cards(bot: BotHarness) -> list[dict]:
     return [
         call
         for call in bot.slack.calls_to("chat.postMessage")
-        if "approve_request" in str(call.get("blocks"))
+        if offers(call.get("blocks"), "approve_request")
     ]
 
 

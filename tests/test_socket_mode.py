@@ -29,6 +29,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import Server, ServerConnection, serve
 
+from tests.blocks_helpers import offers
 from tests.conftest import BOB, LEAD1, WEBHOOK_SECRET, eventually, run_cli, write_policy
 from tests.fakes.serve import free_port
 from tests.fakes.slack_api import FakeSlack
@@ -354,7 +355,7 @@ def test_serve_over_socket_mode_acks_and_does_the_work_after(
         slack.wait_for(
             "chat.postMessage",
             lambda a: (
-                a.get("channel") == "C0APPROVALS" and "approve_request" in str(a.get("blocks"))
+                a.get("channel") == "C0APPROVALS" and offers(a.get("blocks"), "approve_request")
             ),
             timeout=WORK_TIMEOUT,
         )

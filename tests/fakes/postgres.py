@@ -187,10 +187,14 @@ class PostgresServer:
                 shutil.rmtree(self._own_tmp_dir, ignore_errors=True)
                 self._own_tmp_dir = None
 
-    def create_database(self, name: str) -> str:
-        """Create database `name` and return its DSN."""
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """Create database `name` (a copy of database `template`, if given: nobody may be
+        connected to that one) and return its DSN."""
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template is not None:
+            statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
         with psycopg.connect(self.dsn, autocommit=True) as connection:
-            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            connection.execute(statement)
         return f"postgresql://{PG_USER}@127.0.0.1:{self.port}/{quote(name, safe='')}"
 
     def _run(self, program: str, args: list[str]) -> None:

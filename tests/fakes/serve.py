@@ -40,6 +40,7 @@ class ServeProcess:
                 env=self.env,
                 stdout=out,
                 stderr=err,
+                start_new_session=True,  # its own process group: kill() reaches the worker too
             )
         eventually(self.healthy, timeout=30, what=f"healthz; stderr:\n{self.stderr()}")
 
@@ -54,9 +55,12 @@ class ServeProcess:
             return False
 
     def kill(self) -> None:
-        """SIGKILL: no handler runs, nothing is finished (a crash, an OOM kill)."""
+        """SIGKILL to gunicorn's master and its worker at once: no handler runs, nothing is
+        finished (a crash, a container killed). Killing the master alone would leave the
+        worker finishing its provider call until it noticed, sooner or later on a busy
+        machine, that its parent was gone."""
         assert self.proc is not None
-        self.proc.kill()
+        os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
 
     def terminate(self) -> None:

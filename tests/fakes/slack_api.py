@@ -13,6 +13,9 @@ Rules it relies on (Slack's, kept here so tests catch what Slack would refuse):
 - `apps.connections.open` (Socket Mode) needs the app-level token, `Authorization: Bearer
   xapp-…` (a bot token gets `not_allowed_token_type`), and answers the WebSocket URL set in
   `socket_mode_url` (tests run their own WebSocket server; see tests/test_socket_mode.py).
+
+`hold(*methods)` makes calls to those methods wait, unanswered, until `release()` (or
+`clear()`): a Slack that hangs, for tests that show nothing else waits for it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ JSON_FORM_FIELDS = ("blocks", "view", "attachments", "metadata")
 VIEW_METHODS = ("views.open", "views.update", "views.push", "views.publish")
 RESPONSE_URL = "response_url"
 CONNECTIONS_OPEN = "apps.connections.open"
+HOLD_LIMIT_SECONDS = 60  # a held call is answered after this even if nobody releases it
 
 
 @dataclass
@@ -99,6 +103,10 @@ class FakeSlack(ServedFake):
         self.uploads: dict[str, bytes] = {}  # file id -> bytes sent to the upload URL
         self._failures: dict[str, deque[_Failure]] = {}
         self._serial = itertools.count(1)
+        self._held_methods: frozenset[str] = frozenset()
+        self._released = threading.Event()
+        self._released.set()
+        self._waiting = 0  # calls held right now
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -152,9 +160,27 @@ class FakeSlack(ServedFake):
             f"Calls seen ({len(seen)}):\n" + "\n".join(lines)
         )
 
+    def hold(self, *methods: str) -> None:
+        """Calls to `methods` from now on wait, unanswered, until `release()`."""
+        with self._changed:
+            self._held_methods = frozenset(methods)
+            self._released.clear()
+
+    def release(self) -> None:
+        """Let held calls (and later ones) through: they are answered as usual."""
+        with self._changed:
+            self._held_methods = frozenset()
+            self._released.set()
+
+    def held(self) -> int:
+        """How many calls are waiting, unanswered, right now."""
+        with self._changed:
+            return self._waiting
+
     def clear(self) -> None:
         """Forget recorded calls, any failures still pending from `fail()` and the
-        `socket_mode_url`; `channels` goes back to `default_channels()`."""
+        `socket_mode_url`; `channels` goes back to `default_channels()`; held calls go on."""
+        self.release()
         with self._changed:
             self._calls.clear()
             self._failures.clear()
@@ -180,6 +206,7 @@ class FakeSlack(ServedFake):
             method = request.path.removeprefix("/api/")
             args = _parse_args(request)
             self._record(Call(method, args, request.headers))
+            self._wait_if_held(method)
             authorization = request.headers.get("authorization", "")
             if not authorization:
                 return Reply(body={"ok": False, "error": "not_authed"})
@@ -207,6 +234,17 @@ class FakeSlack(ServedFake):
         with self._changed:
             self._calls.append(call)
             self._changed.notify_all()
+
+    def _wait_if_held(self, method: str) -> None:
+        with self._changed:
+            if method not in self._held_methods:
+                return
+            self._waiting += 1
+        try:
+            self._released.wait(HOLD_LIMIT_SECONDS)
+        finally:
+            with self._changed:
+                self._waiting -= 1
 
     def _injected_failure(self, method: str) -> Reply | None:
         with self._changed:

@@ -8,6 +8,7 @@ from datetime import timedelta
 import requests
 
 from app import clock
+from app.jobs.step_up import forget_old_step_up_logins
 from app.models import RequestState
 from tests.fakes.step_up import BOB, LEAD1, StepUpBot, stepped
 from tests.fakes.webhook_receiver import WebhookReceiver
@@ -143,3 +144,15 @@ def test_pages_escape_what_they_show_and_never_echo_the_token(stepped: StepUpBot
     page = stepped.open(f"{stepped.public_url}/step-up/%3Cscript%3Ealert(1)%3C%2Fscript%3E")
     assert "<script>" not in page.text and "alert(1)" not in page.text
     assert page.headers["Cache-Control"] == "no-store"
+
+
+def test_links_are_forgotten_an_hour_after_they_expire_and_stay_refused(
+    stepped: StepUpBot,
+) -> None:
+    request_id = _request(stepped)
+    link = stepped.click_approve(request_id, LEAD1)
+    clock.travel(timedelta(minutes=5, seconds=1))
+    assert forget_old_step_up_logins(stepped.bot.ctx) == 0  # expired, kept a while
+    clock.travel(timedelta(hours=1))
+    assert forget_old_step_up_logins(stepped.bot.ctx) == 1
+    _refused(stepped, request_id, stepped.open(link), "unknown_token")

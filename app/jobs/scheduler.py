@@ -24,6 +24,8 @@ from app.jobs.notices import resend_pending_notices
 from app.jobs.reconcile import reconcile
 from app.jobs.reminders import send_closeout_reminders
 from app.jobs.requests import escalate_unreviewed_breakglass, lapse_stale_requests
+from app.jobs.step_up import EVERY_SECONDS as STEP_UP_EVERY
+from app.jobs.step_up import forget_old_step_up_logins
 from app.jobs.waiting_requests import remind_and_escalate_waiting_requests
 
 
@@ -45,6 +47,7 @@ def start_scheduler(
                 (reconcile, settings.reconcile_interval_seconds),
                 (resend_pending_notices, settings.notice_resend_interval_seconds),
                 (stream_audit_events, settings.audit_sink_interval_seconds),
+                (forget_old_step_up_logins, STEP_UP_EVERY),
                 *also,
             )
         },

@@ -20,6 +20,7 @@ from app import clock
 from app.context import AppContext
 from app.jobs.audit_sinks import stream_audit_events
 from app.jobs.expire import expire_due_sessions, next_due_at
+from app.jobs.incidents import end_sessions_of_resolved_incidents
 from app.jobs.notices import resend_pending_notices
 from app.jobs.reconcile import reconcile
 from app.jobs.reminders import send_closeout_reminders
@@ -43,6 +44,7 @@ def start_scheduler(
                 (reconcile, settings.reconcile_interval_seconds),
                 (resend_pending_notices, settings.notice_resend_interval_seconds),
                 (stream_audit_events, settings.audit_sink_interval_seconds),
+                (end_sessions_of_resolved_incidents, settings.tracker_poll_seconds),
                 *also,
             )
         },

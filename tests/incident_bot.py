@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from app.models import AuditEvent
-from tests.conftest import BotHarness, make_settings, write_policy
+from tests.conftest import BotHarness, eventually, make_settings, write_policy
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.trackers import FakeIncidentIo, FakeJira, FakePagerDutyIncidents
 from tests.fakes.webhook_receiver import WebhookReceiver
@@ -111,6 +111,8 @@ def incident_bot(
 
 def ended_dm(ib: IncidentBot, user: str, session_id: str) -> str:
     """The closeout prompt of that session, as the person got it."""
-    texts = [t for t in ib.dm_texts(user) if "open_closeout" in t and session_id in t]
-    assert texts, f"no closeout prompt for {session_id}"
+    texts = eventually(
+        lambda: [t for t in ib.dm_texts(user) if "open_closeout" in t and session_id in t],
+        what=f"the closeout prompt of {session_id}",
+    )
     return re.sub(r"\s+", " ", texts[-1])

@@ -120,9 +120,7 @@ def end_sessions_of_incident(ctx: AppContext, tracker_type: str, incident: set[s
     end_sessions_if_resolved(ctx, incident_bound_tickets(ctx, refers_to))
 
 
-def _verified(
-    service: str, secret: str, environ: dict[str, Any], body: bytes
-) -> str | None:
+def _verified(service: str, secret: str, environ: dict[str, Any], body: bytes) -> str | None:
     """The delivery's id ("" when it has none in the headers) if the signature holds; None if
     not."""
     if service == "pagerduty":

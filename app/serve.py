@@ -139,8 +139,7 @@ def _browser_server(bot: Bot, settings: Settings) -> BrowserServer | None:
         return BrowserServer(bot, settings.port).start()
     except OSError as exc:
         raise StartFailed(
-            f"cannot listen on PORT {settings.port} for step-up logins and webhooks: "
-            f"{exc.strerror}"
+            f"cannot listen on PORT {settings.port} for step-up logins and webhooks: {exc.strerror}"
         ) from None
 
 

@@ -78,9 +78,7 @@ def incident_bot(
         FakeIncidentIo(INCIDENT_IO_TOKEN) as inc,
     ):
         jira_config = f"{{url: '{jira.url}', email: {BOT_ACCOUNT}, token_env: TEST_JIRA_TOKEN}}"
-        pd_config = (
-            f"{{api_url: '{pd.url}', token_env: TEST_PD_TOKEN, from_email: {BOT_ACCOUNT}}}"
-        )
+        pd_config = f"{{api_url: '{pd.url}', token_env: TEST_PD_TOKEN, from_email: {BOT_ACCOUNT}}}"
         rules = (
             "    trackers:\n"
             f"      - {{type: jira, pattern: '^PAY-', end_access_on_resolve: true,"

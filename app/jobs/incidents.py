@@ -19,7 +19,5 @@ def end_sessions_of_resolved_incidents(ctx: AppContext) -> ResolvedRun:
     """One poll; a line when it ended something or a tracker could not answer."""
     run = end_resolved(ctx)
     if run.ended or run.failed:
-        log.info(
-            "incident_poll", looked_up=len(run.looked_up), ended=run.ended, failed=run.failed
-        )
+        log.info("incident_poll", looked_up=len(run.looked_up), ended=run.ended, failed=run.failed)
     return run

@@ -116,9 +116,7 @@ def end_sessions_if_resolved(ctx: AppContext, tickets: list[_Ticket]) -> Resolve
     return run
 
 
-def end_resolved_session(
-    ctx: AppContext, session_id: str, use: TrackerUse, found: Ticket
-) -> bool:
+def end_resolved_session(ctx: AppContext, session_id: str, use: TrackerUse, found: Ticket) -> bool:
     """End one session because its incident is resolved; False (and nothing done) when it is no
     longer active: it ended meanwhile, or another replica is ending it."""
     with transaction(ctx.db) as db:

@@ -165,7 +165,8 @@ def _resolved_incident(service: str, payload: Any) -> set[str]:
         found = payload.get(event_type)
         if not _INCIDENT_IO_EVENTS.match(event_type) or not isinstance(found, dict):
             return set()
-        incident = found.get("incident") if isinstance(found.get("incident"), dict) else found
+        inner = found.get("incident")
+        incident: dict[str, Any] = inner if isinstance(inner, dict) else found
         category = (incident.get("incident_status") or {}).get("category")
         if category in _OPEN_CATEGORIES:
             return set()

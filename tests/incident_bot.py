@@ -68,7 +68,10 @@ def incident_bot(
     monkeypatch: pytest.MonkeyPatch,
     database_url: str | None = None,
     extra_settings: dict[str, object] | None = None,
+    extra_roles: str = "",
 ) -> Iterator[IncidentBot]:
+    """The bot (see the module docstring); `extra_roles`: more roles of orders-api, as YAML
+    list items indented by six spaces."""
     monkeypatch.setenv("TEST_JIRA_TOKEN", JIRA_TOKEN)
     monkeypatch.setenv("TEST_PD_TOKEN", PD_TOKEN)
     monkeypatch.setenv("TEST_INCIDENT_IO_TOKEN", INCIDENT_IO_TOKEN)
@@ -91,7 +94,8 @@ def incident_bot(
             f" config: {{api_url: '{inc.url}', token_env: TEST_INCIDENT_IO_TOKEN}}}}\n"
         )
         policy = write_policy(tmp_path / "policy.yml", webhook.url)
-        policy.write_text(policy.read_text().replace("    roles:\n", rules + "    roles:\n", 1))
+        text = policy.read_text().replace("    roles:\n", rules + "    roles:\n", 1)
+        policy.write_text(text + extra_roles)  # orders-api's roles end the file
         settings = make_settings(tmp_path, slack, policy, database_url).model_copy(
             update={
                 "tracker_lookup_seconds": 1.0,

@@ -10,17 +10,20 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from wsgiref.simple_server import make_server
 
 import pytest
 from pydantic import SecretStr
 
-from app import clock
+from app import clock, incident_webhooks
 from app.models import EndReason, SessionState
+from app.web import make_browser_app
 from app.webhook_signatures import (
     pagerduty_signature_ok,
     standard_webhook_key,
@@ -235,3 +238,23 @@ def test_a_webhook_whose_secret_is_not_set_is_not_served(
     for ib in incident_bot(tmp_path, slack, webhook, monkeypatch, extra_settings=unset):
         body = _pd_resolved("Q1PD", 1)
         assert _post(ib.webhook_url("pagerduty"), body, _pd_signed(body))[0] == 404
+
+
+def test_socket_modes_http_listener_serves_the_webhooks(ib: IncidentBot) -> None:
+    """Socket Mode has no Slack endpoint; with a webhook secret set, its listener on $PORT
+    (app.web.make_browser_app, run by `serve --socket`) answers the webhooks."""
+    assert incident_webhooks.configured(ib.bot.ctx.settings)
+    ib.pagerduty.add_incident("Q9PD", 4321, "Checkout 500s")
+    session = ib.bot.granted("orders-api write 2h PD-4321 mitigate the incident")
+    ib.pagerduty.incidents["Q9PD"]["status"] = "resolved"
+    server = make_server("127.0.0.1", 0, make_browser_app(ib.bot.bot))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/webhooks/pagerduty"
+        body = _pd_resolved("Q9PD", 4321)
+        assert _post(url, body, {})[0] == 401
+        assert _post(url, body, _pd_signed(body)) == (200, "OK: ok\n")
+        ib.bot.wait_session(session.request_id, SessionState.ended)
+    finally:
+        server.shutdown()
+        server.server_close()

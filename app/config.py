@@ -93,6 +93,9 @@ class Settings(BaseSettings):
 
     # --- Ticket trackers (app/trackers/): a request's ticket is looked up before the ack ---
     tracker_lookup_seconds: float = Field(default=2.0, gt=0, le=2.5)  # then "not verified"
+    tracker_poll_seconds: float = Field(default=60.0, gt=0, le=86400)  # resolved incidents end
+    pagerduty_webhook_secret: SecretStr | None = None  # POST /webhooks/pagerduty (v3 webhooks)
+    incident_io_webhook_secret: SecretStr | None = None  # POST /webhooks/incident-io (whsec_…)
 
     # --- Slack notices: one Slack still refuses after the client's retries is kept and re-sent ---
     notice_resend_interval_seconds: float = Field(default=30.0, gt=0, le=3600)
@@ -167,6 +170,15 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL such as https://api.pagerduty.com")
         return value.rstrip("/")
+
+    @field_validator("incident_io_webhook_secret")
+    @classmethod
+    def _whsec_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from app.webhook_signatures import standard_webhook_key
+
+            standard_webhook_key(value.get_secret_value())
+        return value
 
     @field_validator("review_schedule")
     @classmethod

@@ -40,6 +40,7 @@ from app.config import Settings, not_set
 from app.logging import setup_logging
 from app.oncall import OnCallUnavailable, pagerduty_from_settings
 from app.policy import Policy, PolicyError, load_policy
+from app.policy_oncall import describe_oncall
 from app.providers.base import Provider, ProviderConfigError, ProviderError, provider_class
 from app.slack import reach
 from app.text import redact, short
@@ -315,7 +316,7 @@ def _probe(check: str, provider: Provider) -> CheckResult:
 def _oncall_roles(policy: Policy) -> list[str]:
     """`system/role → schedule` for every role that auto-approves whoever is on call."""
     return [
-        f"{system.id}/{role.id} → {schedule}"
+        f"{system.id}/{role.id} → {describe_oncall(schedule)}"
         for system in policy.systems
         for role in system.roles
         if (schedule := getattr(role, "auto_approve_oncall", None))

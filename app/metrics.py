@@ -51,6 +51,12 @@ SLACK_API_ERRORS = Counter(
     "prod_access_slack_api_errors", "Slack notices that failed", ["notice"], registry=REGISTRY
 )
 
+# --- ticket trackers (app/trackers/): lookups and comments a tracker did not answer or refused ---
+TRACKER_FAILURES = Counter(
+    "prod_access_tracker_failures", "Tracker calls that failed (lookup, comment)",
+    ["tracker", "call"], registry=REGISTRY,
+)  # fmt: skip
+
 # --- audit streaming: failures counted here, lag read from the database (app/audit_sinks/) ---
 AUDIT_SINK_FAILURES = Counter(
     "prod_access_audit_sink_failures", "Audit batches a sink did not take (each is sent again)",

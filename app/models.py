@@ -100,6 +100,7 @@ class EndReason(StrEnum):
     admin = "admin"
     flagged = "flagged"  # a break-glass access flagged in its retro-review
     unconfirmed = "unconfirmed"  # a grant whose outcome was unknown, found in place later
+    incident_resolved = "incident_resolved"  # its ticket's incident was resolved (trackers)
 
 
 class CloseoutState(StrEnum):

@@ -11,6 +11,8 @@ Rules it keeps:
   the filter could never auto-approve everybody who is on call anywhere;
 - PagerDuty computes on-calls through escalation policies: a schedule that no escalation policy
   uses has nobody on call here;
+- each entry's `escalation_level` is kept: a person on call at several levels of the schedule
+  (through several escalation policies) counts at the lowest (`escalation_level`);
 - answers are cached per schedule for `cache_seconds` (thread-safe); failures are never cached;
 - every failure is `OnCallUnavailable`, whose one-line message never carries the token.
 """
@@ -54,21 +56,35 @@ class PagerDuty:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+        self._cache: dict[str, tuple[float, dict[str, int | None]]] = {}
         self._lock = threading.Lock()
         register_secret(token)
 
-    def on_call_emails(self, schedule_id: str) -> set[str]:
-        """Lower-cased emails of whoever is on call now for the schedule (cached)."""
+    def on_call_levels(self, schedule_id: str) -> dict[str, int | None]:
+        """Lower-cased email → lowest escalation level (None: PagerDuty gave none) of whoever
+        is on call now for the schedule (cached)."""
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(schedule_id)
         if cached is not None and cached[0] > now:
-            return set(cached[1])
-        emails = frozenset(self._fetch(schedule_id))
+            return dict(cached[1])
+        levels = self._fetch(schedule_id)
         with self._lock:
-            self._cache[schedule_id] = (time.monotonic() + self.cache_seconds, emails)
-        return set(emails)
+            self._cache[schedule_id] = (time.monotonic() + self.cache_seconds, dict(levels))
+        return levels
+
+    def on_call_emails(self, schedule_id: str) -> set[str]:
+        """Lower-cased emails of whoever is on call now for the schedule (cached)."""
+        return set(self.on_call_levels(schedule_id))
+
+    def escalation_level(self, schedule_id: str, email: str) -> int | None:
+        """The person's escalation level in the schedule now; LookupError when they are not on
+        call there, None when PagerDuty did not say."""
+        levels = self.on_call_levels(schedule_id)
+        wanted = email.strip().lower()
+        if wanted not in levels:
+            raise LookupError(f"{email} is not on call in {schedule_id}")
+        return levels[wanted]
 
     def is_on_call(self, schedule_id: str, email: str) -> bool:
         """Is the person with this email (any case) on call now for the schedule?"""
@@ -79,8 +95,8 @@ class PagerDuty:
         that PagerDuty is reachable; raises OnCallUnavailable otherwise."""
         self._page({"limit": 1, "offset": 0})
 
-    def _fetch(self, schedule_id: str) -> set[str]:
-        emails: set[str] = set()
+    def _fetch(self, schedule_id: str) -> dict[str, int | None]:
+        levels: dict[str, int | None] = {}
         offset = 0
         for _ in range(MAX_PAGES):
             page = self._page(
@@ -96,9 +112,9 @@ class PagerDuty:
             for entry in entries:
                 email = _email_of(entry, schedule_id)
                 if email:
-                    emails.add(email)
+                    levels[email] = _lowest(levels.get(email), entry.get("escalation_level"))
             if not page.get("more") or not entries:
-                return emails
+                return levels
             offset += len(entries)
         raise self._unavailable(f"{SERVICE} listed more than {MAX_PAGES} pages of on-calls")
 
@@ -146,6 +162,13 @@ def _email_of(entry: Any, schedule_id: str) -> str | None:
     user = entry.get("user")
     email = user.get("email") if isinstance(user, dict) else None
     return email.strip().lower() if isinstance(email, str) and email.strip() else None
+
+
+def _lowest(known: int | None, level: Any) -> int | None:
+    """The lower of two escalation levels, ignoring one that is not a whole number."""
+    if not isinstance(level, int) or isinstance(level, bool):
+        return known
+    return level if known is None else min(known, level)
 
 
 def pagerduty_from_settings(settings: Settings) -> PagerDuty | None:

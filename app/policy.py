@@ -29,6 +29,7 @@ from pydantic import (
 
 from app.policy_busy import escalation_problems
 from app.policy_lines import describe_error, key_path, line_of
+from app.policy_oncall import OnCallSetting
 from app.policy_values import (
     DURATION_CHOICES,
     IDENTITY_FIELDS,
@@ -101,7 +102,7 @@ class Role(_Strict):
     approvers: list[Principal] | None = None  # unset: the system's approvers
     approvals_required: int = Field(default=1, ge=1, le=10)
     auto_approve: bool = False  # approved at once (meant for read-only checks)
-    auto_approve_oncall: str | None = Field(default=None, min_length=1)  # PagerDuty schedule id
+    auto_approve_oncall: OnCallSetting | None = None  # PagerDuty schedule id, or app/policy_oncall
     max_total: Duration | None = None  # extensions included; unset: twice the max duration
     step_up: bool | None = None  # unset: the system's, else the defaults'
     remind_approvers_after: Duration | None = None  # unset: the system's, else the defaults'

@@ -16,7 +16,9 @@ Rules it relies on:
 - SIGHUP reloads the policy without a restart (app/policy_reload.py): in Socket Mode here; under
   gunicorn the master hands it to its worker (app/web.py).
 - In Socket Mode with a policy that uses step_up, the browser's pages (/step-up/…, /healthz)
-  are served on $PORT by app.web.BrowserServer, started before the connection opens.
+  are served on $PORT by app.web.BrowserServer, started before the connection opens; so are
+  the incident webhooks (POST /webhooks/…) when PAGERDUTY_WEBHOOK_SECRET or
+  INCIDENT_IO_WEBHOOK_SECRET is set.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from sqlalchemy.engine import make_url
 if TYPE_CHECKING:
     from app.web import BrowserServer
 
+from app import incident_webhooks
 from app.config import Settings
 from app.doctor import startup_problems
 from app.policy_reload import reload_in_background
@@ -130,8 +133,9 @@ def _serve_socket(settings: Settings, app_token: str) -> int:
 
 
 def _browser_server(bot: Bot, settings: Settings) -> BrowserServer | None:
-    """Socket Mode's HTTP server for step-up logins, when the policy uses step_up."""
-    if not bot.ctx.policy.uses_step_up():
+    """Socket Mode's HTTP server for step-up logins (when the policy uses step_up) and the
+    incident webhooks (when a webhook secret is set)."""
+    if not (bot.ctx.policy.uses_step_up() or incident_webhooks.configured(settings)):
         return None
     from app.web import BrowserServer
 
@@ -139,7 +143,7 @@ def _browser_server(bot: Bot, settings: Settings) -> BrowserServer | None:
         return BrowserServer(bot, settings.port).start()
     except OSError as exc:
         raise StartFailed(
-            f"cannot listen on PORT {settings.port} for step-up logins: {exc.strerror}"
+            f"cannot listen on PORT {settings.port} for step-up logins and webhooks: {exc.strerror}"
         ) from None
 
 

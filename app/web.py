@@ -3,6 +3,7 @@ POST /slack/events → Bolt (signature checked there), GET /healthz → liveness
 GET /metrics → Prometheus text; with METRICS_TOKEN set, only for `Authorization: Bearer <it>`
 (compared in constant time), else 401. Without it /metrics is open to whoever reaches the port.
 GET /step-up/… → the browser's side of step-up approvals (app/step_up_pages.py).
+POST /webhooks/pagerduty, /webhooks/incident-io → resolved incidents (app/incident_webhooks.py).
 
 Socket Mode has no HTTP server of its own, but a step-up login ends in the browser, which must
 reach the bot: when the policy uses step_up, `serve --socket` also runs `BrowserServer`, a small
@@ -50,6 +51,7 @@ from sqlalchemy import text
 from app import metrics
 from app.audit_sinks.targets import configured
 from app.db import reading
+from app.incident_webhooks import webhook_route
 from app.policy_reload import reload_in_background
 from app.runtime import Bot
 from app.step_up_pages import step_up_route
@@ -68,6 +70,9 @@ def make_wsgi_app(bot: Bot) -> WSGIApp:
         browser = step_up_route(bot.ctx, environ, start_response)
         if browser is not None:
             return browser
+        hooked = webhook_route(bot, environ, start_response)
+        if hooked is not None:
+            return hooked
         if path == "/metrics" and environ.get("REQUEST_METHOD") == "GET":
             if not may_scrape(environ.get("HTTP_AUTHORIZATION"), bot.ctx.settings.metrics_token):
                 start_response(
@@ -98,7 +103,7 @@ def healthz(bot: Bot, start_response: Callable[..., Any]) -> list[bytes]:
 
 
 def make_browser_app(bot: Bot) -> WSGIApp:
-    """Socket Mode's HTTP app: /step-up/… and /healthz, nothing else (404)."""
+    """Socket Mode's HTTP app: /step-up/…, /healthz and the incident webhooks, nothing else."""
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") == "GET":
@@ -106,6 +111,9 @@ def make_browser_app(bot: Bot) -> WSGIApp:
         browser = step_up_route(bot.ctx, environ, start_response)
         if browser is not None:
             return browser
+        hooked = webhook_route(bot, environ, start_response)
+        if hooked is not None:
+            return hooked
         start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
         return [b"404 Not Found\n"]
 

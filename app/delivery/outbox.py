@@ -150,7 +150,8 @@ class Outbox(Notifier):
             self._deliver_now(kind, args)
         except Exception as exc:
             error = self._describe(exc)
-            metrics.SLACK_API_ERRORS.labels(notice=kind.value).inc()
+            if kind not in TRACKER_KINDS:  # a tracker's failure is counted as the tracker's
+                metrics.SLACK_API_ERRORS.labels(notice=kind.value).inc()
             log.warning("slack_notice_failed", error=error, attempt=1)
             self._keep(kind, encoded, ids, error, attempts=1)
             return
@@ -222,7 +223,8 @@ class Outbox(Notifier):
         try:
             self._deliver_now(kept.kind, args)
         except Exception as exc:
-            metrics.SLACK_API_ERRORS.labels(notice=kept.kind.value).inc()
+            if kept.kind not in TRACKER_KINDS:
+                metrics.SLACK_API_ERRORS.labels(notice=kept.kind.value).inc()
             return self._failed_again(kept.id, self._describe(exc), result)
         self.kept.delete(kept.id)
         result.sent.append(kept.id)

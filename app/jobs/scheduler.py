@@ -20,6 +20,7 @@ from app import clock
 from app.context import AppContext
 from app.jobs.audit_sinks import stream_audit_events
 from app.jobs.expire import expire_due_sessions, next_due_at
+from app.jobs.incidents import end_sessions_of_resolved_incidents
 from app.jobs.notices import resend_pending_notices
 from app.jobs.reconcile import reconcile
 from app.jobs.reminders import send_closeout_reminders
@@ -48,6 +49,7 @@ def start_scheduler(
                 (resend_pending_notices, settings.notice_resend_interval_seconds),
                 (stream_audit_events, settings.audit_sink_interval_seconds),
                 (forget_old_step_up_logins, STEP_UP_EVERY),
+                (end_sessions_of_resolved_incidents, settings.tracker_poll_seconds),
                 *also,
             )
         },

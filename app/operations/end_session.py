@@ -53,6 +53,7 @@ _AUDIT_EVENT = {
     EndReason.admin: "admin_ended",
     EndReason.flagged: "flagged_ended",
     EndReason.unconfirmed: "unconfirmed_found",
+    EndReason.incident_resolved: "incident_resolved_ended",
 }
 REVOCABLE = (SessionState.revoking, SessionState.revoke_failing)
 

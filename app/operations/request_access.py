@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import structlog
 from sqlalchemy import select, update
 
 from app import audit, clock
@@ -32,11 +31,11 @@ from app.operations import people, tickets
 from app.operations.common import load_locked, new_id, read_row
 from app.operations.decide_request import Decision, approve_by_policy, grant_approved
 from app.operations.errors import ConflictError, InvalidRequest, NotAllowed
+from app.operations.oncall_approval import on_call
 from app.operations.queries import with_approvals
 from app.policy import Policy, System
+from app.policy_oncall import describe_oncall
 from app.policy_values import format_duration, parse_duration
-
-log = structlog.get_logger(__name__)
 
 REASON_MAX = 2000
 TICKET_MAX = 100
@@ -316,7 +315,7 @@ def policy_route(policy: Policy, request: AccessRequest) -> PolicyRoute:
     if role.auto_approve:
         return PolicyRoute((Route.auto, f"auto_approve for {role.id}"))
     if role.auto_approve_oncall:
-        return PolicyRoute((Route.oncall, role.auto_approve_oncall))
+        return PolicyRoute((Route.oncall, describe_oncall(role.auto_approve_oncall)))
     return PolicyRoute(None)
 
 
@@ -354,35 +353,16 @@ def decide_by_policy(
     step_up: dict[str, Any] | None = None,
 ) -> Decision | None:
     """Break-glass, staging tier, auto_approve, on call: approved now. Otherwise None (the
-    approvers decide). PagerDuty unreachable means approvers decide, never a grant."""
+    approvers decide). PagerDuty unreachable means approvers decide, never a grant
+    (`on_call`: app/operations/oncall_approval.py)."""
     if route.rule is None:
         return None
     kind, why = route.rule
     if kind == Route.oncall:
-        if not on_call(ctx, request, why):
+        if not on_call(ctx, request):
             return None
         why = f"on call ({why})"
     return approve_by_policy(ctx, request.id, kind, why, step_up)
-
-
-def on_call(ctx: AppContext, request: AccessRequest, schedule: str) -> bool:
-    """Is the requester on call for `schedule` right now? Any failure says no (and is audited,
-    so the card's "needs approval" has a visible reason)."""
-    try:
-        if ctx.oncall is None:
-            raise LookupError("PAGERDUTY_TOKEN is not set")
-        email = ctx.directory.email_for(request.requester_id)
-        if not email:
-            raise LookupError(f"no email is known for {request.requester_id}")
-        return ctx.oncall.is_on_call(schedule, email)
-    except Exception as exc:  # PagerDuty or Slack down: fall back to approvers, never grant
-        log.warning("oncall_check_failed", request_id=request.id, error=str(exc))
-        with transaction(ctx.db) as db:
-            row = load_locked(db, AccessRequest, request.id)
-            audit.record(
-                db, "oncall_check_failed", audit.SYSTEM_ACTOR, request=row, error=str(exc)[:300]
-            )
-        return False
 
 
 def attach_card(ctx: AppContext, request_id: str, channel: str, ts: str) -> None:

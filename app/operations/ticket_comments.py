@@ -19,7 +19,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app import audit, clock
+from app import audit, clock, metrics
 from app.context import AppContext
 from app.db import transaction
 from app.models import AccessRequest, AccessSession
@@ -64,6 +64,7 @@ def post_ticket_comment(ctx: AppContext, session_id: str, event: TicketEvent) ->
     try:
         use.tracker.comment(session.request.ticket, text)
     except TrackerError as exc:
+        metrics.TRACKER_FAILURES.labels(tracker=use.rule.type, call="comment").inc()
         if _failed(ctx, row_id, session, event, use, exc):
             outcome = "retrying" if exc.retryable else "given_up"
             ctx.notify.ticket_comment_failed(session, event.value, short(exc), outcome)

@@ -83,4 +83,6 @@ def _end_reason(session: AccessSession) -> str:
         return "ended: flagged in review"
     if reason == EndReason.unconfirmed:
         return "revoked after a lost grant answer"
+    if reason == EndReason.incident_resolved:
+        return "ended: the incident was resolved"
     return "expired"

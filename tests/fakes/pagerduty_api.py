@@ -35,14 +35,18 @@ class FakePagerDuty(RecordingFake):
         self.token = token
         self.page_size = page_size
         self._on_call: dict[str, list[str]] = {}
+        self._levels: dict[tuple[str, str], int] = {}
         self.ignore_schedule_filter = False
         self.script = Script()
         super().__init__()
 
-    def set_on_call(self, schedule_id: str, emails: list[str]) -> None:
-        """Who is on call now for `schedule_id` (replaces what was set before)."""
+    def set_on_call(self, schedule_id: str, emails: list[str], level: int = 1) -> None:
+        """Who is on call now for `schedule_id`, at escalation `level` (replaces what was set
+        before)."""
         with self._lock:
             self._on_call[schedule_id] = list(emails)
+            for email in emails:
+                self._levels[(schedule_id, email)] = level
 
     def oncalls_calls(self) -> int:
         """How many requests reached GET /oncalls so far."""
@@ -96,7 +100,7 @@ class FakePagerDuty(RecordingFake):
         )
         return {
             "escalation_policy": {"id": "PEP" + schedule, "type": "escalation_policy_reference"},
-            "escalation_level": 1,
+            "escalation_level": self._levels.get((schedule, email), 1),
             "schedule": {"id": schedule, "type": "schedule_reference"},
             "user": user,
             "start": "2026-01-01T00:00:00Z",

@@ -302,4 +302,6 @@ def end_reason_text(session: AccessSession) -> str:
         return "its grant's answer was lost; found in place afterwards and revoked"
     if session.end_reason == EndReason.flagged:
         return "flagged in review"
+    if session.end_reason == EndReason.incident_resolved:
+        return f"the incident {escape(session.request.ticket)} was resolved"
     return "expired"

@@ -171,6 +171,9 @@ def test_a_signed_pagerduty_resolve_ends_the_incidents_session_at_once_and_once(
     assert "has ended (the incident PD-1234 was resolved)" in ended_dm(ib, BOB, session.id)
     assert len(ib.events("incident_resolved_ended")) == 1
 
+    # the grant's and the end's notes on the incident go out through the outbox, each after a
+    # lookup of its own: once both are in, nothing else is due to ask PagerDuty
+    eventually(lambda: [c.method for c in ib.pagerduty.calls].count("POST") == 2, what="notes")
     lookups = len(ib.pagerduty.calls)
     again = _post(ib.webhook_url("pagerduty"), body, _pd_signed(body))
     assert again == (200, "OK: already handled\n")

@@ -23,11 +23,9 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import (
     Connection,
     Engine,
@@ -38,9 +36,13 @@ from sqlalchemy import (
     func,
     inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = structlog.get_logger(__name__)
 
@@ -232,15 +234,43 @@ def peeking(factory: sessionmaker[Session]) -> Iterator[Connection]:
 
 
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config  # Alembic is imported by what migrates, not by every command
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
     return config
 
 
+@functools.cache
+def head_revision() -> str | None:
+    """The newest migration's revision, read from the migration scripts once per process."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(MIGRATIONS)).get_current_head()
+
+
 def upgrade(url: str) -> None:
-    """Apply every Alembic migration (idempotent)."""
+    """Apply every Alembic migration (idempotent). A database already at the newest revision is
+    left as it is without running Alembic's environment, which loads every migration script
+    each time (most of a bot's start-up time, and of every test that starts one)."""
+    from alembic import command
+
+    if _revisions_of(url) == [head_revision()]:
+        return
     command.upgrade(alembic_config(url), "head")
+
+
+def _revisions_of(url: str) -> list[str]:
+    """The revisions the database is at (none for a new or empty one)."""
+    engine = create_engine(normalize_url(url))
+    try:
+        with engine.connect() as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                return []
+            return list(connection.scalars(text("SELECT version_num FROM alembic_version")))
+    finally:
+        engine.dispose()
 
 
 class DatabaseNotReady(Exception):

@@ -3,10 +3,13 @@ scoped), and `bot`: the real app served over real HTTP on localhost, signed requ
 
 from __future__ import annotations
 
+import atexit
+import functools
 import itertools
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -160,13 +163,21 @@ def pg_migrated_database(pg_server: PostgresServer, _pg_migrated_template: str) 
     return _psycopg(pg_server.create_database(name, template=_pg_migrated_template))
 
 
-@pytest.fixture(scope="session")
-def _sqlite_migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite file migrated once per test session (per xdist worker), copied for each bot."""
-    path = tmp_path_factory.mktemp("sqlite-template") / "bot.db"
+@functools.cache
+def sqlite_migrated_template() -> Path:
+    """A SQLite file migrated once per test process (per xdist worker), copied for each bot
+    (the bot's own upgrade at start then finds nothing to do, as after a restart)."""
+    directory = Path(tempfile.mkdtemp(prefix="prod-access-template-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    path = directory / "bot.db"
     upgrade(f"sqlite:///{path}")
     assert not path.with_name("bot.db-wal").exists(), "the template must be one file"
     return path
+
+
+@pytest.fixture(scope="session")
+def _sqlite_migrated_template() -> Path:
+    return sqlite_migrated_template()
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
@@ -282,6 +293,10 @@ def _card_ready(harness: BotHarness) -> str | None:
 def make_settings(
     tmp_path: Path, slack: FakeSlack, policy: Path, database_url: str | None = None
 ) -> Settings:
+    """The bot's settings for a test; without `database_url`, tmp_path/bot.db, a copy of the
+    migrated template unless the test put a database there itself."""
+    if database_url is None and not (tmp_path / "bot.db").exists():
+        shutil.copyfile(sqlite_migrated_template(), tmp_path / "bot.db")
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         slack_bot_token="xoxb-test-token",  # type: ignore[arg-type]

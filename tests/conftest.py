@@ -4,8 +4,12 @@ scoped), and `bot`: the real app served over real HTTP on localhost, signed requ
 from __future__ import annotations
 
 import atexit
+import compileall
+import contextlib
 import functools
+import io
 import itertools
+import os
 import shutil
 import subprocess
 import sys
@@ -53,6 +57,14 @@ USERS = {
 ONE_WORKER_MODULES = ("tests/test_provider_plugins.py",)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Once, before any worker starts: compile app/ to bytecode. The tests start `python -m
+    app` and `serve` some 150 times, and where PYTHONDONTWRITEBYTECODE is set (it is on the
+    machines here) each of them would otherwise compile every module from source again."""
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
+        compileall.compile_dir(Path(__file__).resolve().parents[1] / "app", quiet=1)
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """xdist's load scheduling, test by test, except ONE_WORKER_MODULES, each kept whole."""
     from xdist.scheduler import LoadScopeScheduling
@@ -91,20 +103,29 @@ def _forget_secrets_registered_by_the_test(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(text, "_secrets", text._secrets)
 
 
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """For tests that configure logging: put the handlers, the root level and structlog back
-    afterwards."""
+@contextlib.contextmanager
+def logging_restored() -> Iterator[None]:
+    """Put the handlers, the root level and structlog back afterwards (for what configures
+    logging: a command run in this process, a test of the logging set-up)."""
     import logging
 
     import structlog
 
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    yield
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    try:
+        yield
+    finally:
+        structlog.reset_defaults()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """For tests that configure logging: logging as it was, afterwards."""
+    with logging_restored():
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -342,6 +363,32 @@ def _bot(
     harness = BotHarness(make_settings(tmp_path, slack, policy, database_url), slack)
     yield harness
     harness.stop()
+
+
+def run_cli_here(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`prod-access <args>` run by app.cli.main in this process, as `run_cli` runs it in a new
+    one: the environment is exactly `env`, the working directory `cwd`, the output captured;
+    logging is put back afterwards. For the many runs whose point is what the command says,
+    not how a process starts (each new process costs about a second of CPU to import the app);
+    tests of the process itself (exit on a signal, the real stderr) use `run_cli`."""
+    from app.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), Path.cwd()
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    try:
+        with logging_restored(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse's answer to a bad command line
+                code = exc.code if isinstance(exc.code, int) else 2
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["prod-access", *args], code, out.getvalue(), err.getvalue())
 
 
 def run_cli(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -24,7 +24,7 @@ from app import audit, clock
 from app.audit import GENESIS, AppendOnlyError, chain_hash
 from app.db import make_engine, make_sessionmaker, transaction, upgrade
 from app.models import AuditChainHead, AuditEvent, SessionState
-from tests.conftest import BOB, LEAD1, BotHarness, run_cli
+from tests.conftest import BOB, LEAD1, BotHarness, run_cli, run_cli_here
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -248,9 +248,9 @@ def test_export_filters_and_jsonl(tmp_path: Path) -> None:
     # minutes 120..239 → seq 120..239, every third one is checkout-db
     assert [r["seq"] for r in lines] == [s for s in range(120, 240) if s % 3 == 0]
     assert list(lines[0]) == list(audit.COLUMNS)
-    user = run_cli(tmp_path, env, "audit", "export", "--user", "U0USER7")
+    user = run_cli_here(tmp_path, env, "audit", "export", "--user", "U0USER7")
     assert {json.loads(x)["actor"] for x in user.stdout.splitlines()} == {"U0USER7"}
-    bad = run_cli(tmp_path, env, "audit", "export", "--since", "last tuesday")
+    bad = run_cli_here(tmp_path, env, "audit", "export", "--since", "last tuesday")
     assert bad.returncode == 2 and "not a date" in bad.stderr
 
 

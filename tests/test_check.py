@@ -17,7 +17,7 @@ import pytest
 
 from app.cli import main
 from app.policy import Role
-from tests.conftest import SIGNING_SECRET, WEBHOOK_SECRET, run_cli, write_policy
+from tests.conftest import SIGNING_SECRET, WEBHOOK_SECRET, run_cli, run_cli_here, write_policy
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.local_server import Reply, Request
 from tests.fakes.okta_api import FakeOkta
@@ -82,7 +82,9 @@ class Report:
 
 
 def check(tmp_path: Path, env: dict[str, str], *args: str) -> Report:
-    result = run_cli(tmp_path, env, "check", *args)
+    """`prod-access check` run in this process (test_json_lines_carry_the_same_results runs
+    the real command)."""
+    result = run_cli_here(tmp_path, env, "check", *args)
     assert result.returncode in (0, 1), result.stderr
     return Report(result.returncode, result.stdout, result.stderr)
 

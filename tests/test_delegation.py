@@ -30,7 +30,7 @@ from tests.conftest import (
     BotHarness,
     eventually,
     make_settings,
-    run_cli,
+    run_cli_here,
 )
 from tests.fakes.busy_policy import LEA, PEOPLE, TOM, write_busy_policy
 from tests.fakes.slack_api import FakeSlack
@@ -62,7 +62,7 @@ def _cli(bot: BotHarness, tmp_path: Path, *args: str) -> Any:
         "POLICY_FILE": bot.ctx.settings.policy_file,
         "TEST_WEBHOOK_SECRET": WEBHOOK_SECRET,
     }
-    return run_cli(tmp_path, env, "delegate", *args)
+    return run_cli_here(tmp_path, env, "delegate", *args)
 
 
 def _events(bot: BotHarness, name: str) -> list[AuditEvent]:

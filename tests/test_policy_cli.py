@@ -14,7 +14,7 @@ import pytest
 from app.cli_policy import annotation, check
 from app.policy import PolicyError, load_policy
 from app.policy_check import Finding, check_policy_file
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_cli_here
 
 GOOD = """\
 defaults:
@@ -263,13 +263,13 @@ def test_check_reads_policy_yml_of_the_current_directory_and_nothing_else(
 
 def test_check_reads_policy_file_when_set(tmp_path: Path) -> None:
     _write(tmp_path, GOOD, "access.yml")
-    result = run_cli(tmp_path, {**_env(), "POLICY_FILE": "access.yml"}, "policy", "check")
+    result = run_cli_here(tmp_path, {**_env(), "POLICY_FILE": "access.yml"}, "policy", "check")
     assert (result.returncode, result.stdout) == (0, "access.yml: OK\n")
 
 
 def test_check_json_lists_every_finding_and_exits_1(tmp_path: Path) -> None:
     _write(tmp_path, GOOD.replace("30m}", "soon}").replace("[U0ALICE]}", "[U0MALLORY]}"))
-    result = run_cli(tmp_path, _env(), "policy", "check", "--json", "policy.yml")
+    result = run_cli_here(tmp_path, _env(), "policy", "check", "--json", "policy.yml")
     assert result.returncode == 1, result.stderr
     assert json.loads(result.stdout) == [
         {
@@ -292,7 +292,7 @@ def test_check_json_lists_every_finding_and_exits_1(tmp_path: Path) -> None:
 
 def test_check_of_several_files_and_a_missing_one(tmp_path: Path) -> None:
     _write(tmp_path, GOOD)
-    result = run_cli(
+    result = run_cli_here(
         tmp_path, _env(), "policy", "check", "--format", "github", "policy.yml", "gone.yml"
     )
     assert result.returncode == 1

@@ -16,7 +16,7 @@ from app.policy import load_policy
 from app.policy_diff import diff_policies, render
 from app.policy_explain import ExplainDirectory, explain, explain_context
 from app.slack.directory import SlackDirectory
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_cli_here
 from tests.fakes.slack_api import FakeSlack
 
 POLICY = """\
@@ -176,7 +176,7 @@ def test_explain_command_expands_groups_with_a_bot_token(tmp_path: Path, slack: 
     assert result.returncode == 0, result.stderr
     assert "may request:      yes (requesters: U0ALICE, @eng (U0BOB))" in result.stdout
     assert "role deploy (write)" in result.stdout
-    missing = run_cli(tmp_path, env, "policy", "explain", "--user", "U0BOB", "--system", "x")
+    missing = run_cli_here(tmp_path, env, "policy", "explain", "--user", "U0BOB", "--system", "x")
     assert missing.returncode == 1
 
 
@@ -254,13 +254,13 @@ def test_diff_command_exit_codes(tmp_path: Path, flag: tuple[str, ...], code: in
     _policy_file(tmp_path, NEW, "new.yml")
     result = run_cli(tmp_path, dict(os.environ), "policy", "diff", "old.yml", "new.yml", *flag)
     assert (result.returncode, result.stdout) == (code, EXPECTED_DIFF)
-    same = run_cli(tmp_path, dict(os.environ), "policy", "diff", "old.yml", "old.yml", *flag)
+    same = run_cli_here(tmp_path, dict(os.environ), "policy", "diff", "old.yml", "old.yml", *flag)
     assert (same.returncode, same.stdout) == (0, "no changes in what the policy allows\n")
 
 
 def test_diff_of_an_invalid_policy_says_where_and_exits_2(tmp_path: Path) -> None:
     _policy_file(tmp_path, POLICY, "old.yml")
     _policy_file(tmp_path, POLICY.replace("max_duration: 30m", "max_duration: soon"), "new.yml")
-    result = run_cli(tmp_path, dict(os.environ), "policy", "diff", "old.yml", "new.yml")
+    result = run_cli_here(tmp_path, dict(os.environ), "policy", "diff", "old.yml", "new.yml")
     assert result.returncode == 2
     assert result.stderr.startswith("prod-access: new.yml:15: systems[0].roles[0].max_duration:")

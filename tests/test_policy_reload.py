@@ -20,7 +20,15 @@ from app.models import AuditEvent, SessionState
 from app.policy_reload import SIGHUP, file_sha256, reload_in_background, reload_policy
 from app.policy_reload_requests import PolicyReloadPoll
 from app.review import build_review, render_markdown
-from tests.conftest import BOB, LEAD1, BotHarness, make_settings, run_cli, write_policy
+from tests.conftest import (
+    BOB,
+    LEAD1,
+    BotHarness,
+    make_settings,
+    run_cli,
+    run_cli_here,
+    write_policy,
+)
 from tests.fakes.audit_trail import seed_events
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.webhook_receiver import WebhookReceiver
@@ -245,11 +253,11 @@ def test_an_audit_trail_written_before_policy_hashes_still_verifies(
         bot.stop()
     env = {**os.environ, "DATABASE_URL": url}
 
-    verified = run_cli(tmp_path, env, "audit", "verify")
+    verified = run_cli_here(tmp_path, env, "audit", "verify")
     assert verified.returncode == 0 and verified.stdout.startswith("OK:"), verified.stdout
     exported = [
         json.loads(line)
-        for line in run_cli(
+        for line in run_cli_here(
             tmp_path, env, "audit", "export", "--since", "2000-01-01", "--format", "jsonl"
         ).stdout.splitlines()
     ]
@@ -265,7 +273,7 @@ def test_an_audit_trail_written_before_policy_hashes_still_verifies(
             {"other": "0" * 64, "id": last.id},
         )
     engine_of(factory).dispose()
-    broken = run_cli(tmp_path, env, "audit", "verify")
+    broken = run_cli_here(tmp_path, env, "audit", "verify")
     assert broken.returncode == 1 and f"(seq {last.seq})" in broken.stdout
 
 

@@ -261,7 +261,7 @@ def test_reconcile_command_revokes_a_role_granted_again_after_expiry(
 ) -> None:
     import os
 
-    from tests.conftest import run_cli
+    from tests.conftest import run_cli_here
 
     request_id = pg_bot.quick_request("checkout-db write 1h PAY-40 fix the index", BOB)
     pg_bot.send.click("approve_request", request_id, LEAD1)
@@ -279,7 +279,7 @@ def test_reconcile_command_revokes_a_role_granted_again_after_expiry(
         "SLACK_BOT_TOKEN": "xoxb-cli-token",
         "SLACK_API_URL": slack.url,
     }
-    found = run_cli(tmp_path, env, "reconcile")
+    found = run_cli_here(tmp_path, env, "reconcile")
 
     assert found.returncode == 1, found.stderr
     summary, header, row = found.stdout.splitlines()
@@ -296,6 +296,6 @@ def test_reconcile_command_revokes_a_role_granted_again_after_expiry(
     alert = slack.wait_for("chat.postMessage", lambda a: "Access drift" in a.get("text", ""))[0]
     assert (alert["channel"], alert["thread_ts"]) == ("C0CHECKOUT", card.card_ts)
 
-    clean = run_cli(tmp_path, env, "reconcile")
+    clean = run_cli_here(tmp_path, env, "reconcile")
     assert clean.returncode == 0, clean.stderr
     assert clean.stdout.strip().endswith(": 0 finding(s)")

@@ -31,6 +31,7 @@ from tests.conftest import (
     WEBHOOK_SECRET,
     BotHarness,
     run_cli,
+    run_cli_here,
     write_policy,
 )
 from tests.fakes.postgres import PostgresServer
@@ -131,7 +132,7 @@ def test_every_provider_refuses_a_blank_secret_variable_at_start(
 
 
 def _check(tmp_path: Path, env: dict[str, str]) -> dict[str, dict[str, str]]:
-    result = run_cli(tmp_path, env, "check", "--json")
+    result = run_cli_here(tmp_path, env, "check", "--json")
     assert result.returncode in (0, 1), result.stderr
     return {row["check"]: row for row in map(json.loads, result.stdout.splitlines())}
 

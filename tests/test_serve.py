@@ -19,6 +19,7 @@ from tests.conftest import (
     LEAD1,
     eventually,
     run_cli,
+    run_cli_here,
 )
 from tests.fakes.serve import ServeProcess, free_port, serve_env
 from tests.fakes.slack_api import FakeSlack
@@ -164,11 +165,11 @@ def test_audit_command_prints_the_trail_as_table_and_json(
     import json
 
     session_id = _granted_session(server, slack, env)
-    table = run_cli(tmp_path, env, "audit")
+    table = run_cli_here(tmp_path, env, "audit")
     assert table.returncode == 0
     assert table.stdout.splitlines()[0].split()[:3] == ["AT", "EVENT", "ACTOR"]
     assert "approved" in table.stdout and LEAD1 in table.stdout
-    lines = run_cli(tmp_path, env, "audit", "--json").stdout.splitlines()
+    lines = run_cli_here(tmp_path, env, "audit", "--json").stdout.splitlines()
     rows = [json.loads(line) for line in lines]
     assert [r["event"] for r in rows] == ["requested", "approved", "granted"]
     assert rows[2]["session_id"] == session_id and rows[2]["at"].endswith("Z")
@@ -186,12 +187,12 @@ def test_operator_lists_sessions_and_revokes_one_from_the_command_line(
     import json
 
     session_id = _granted_session(server, slack, env)
-    listing = run_cli(tmp_path, env, "sessions", "--state", "active")
+    listing = run_cli_here(tmp_path, env, "sessions", "--state", "active")
     assert listing.returncode == 0
     assert listing.stdout.splitlines()[0].split()[:3] == ["ID", "STATE", "USER"]
     assert session_id in listing.stdout and "PAY-184" in listing.stdout
 
-    result = run_cli(tmp_path, env, "revoke", session_id, "--note", "laptop stolen")
+    result = run_cli_here(tmp_path, env, "revoke", session_id, "--note", "laptop stolen")
     actor = f"cli:{getpass.getuser()}"
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
@@ -199,15 +200,16 @@ def test_operator_lists_sessions_and_revokes_one_from_the_command_line(
     )
     assert webhook.wait_for(1, action="revoke")[0].body["session_id"] == session_id
     ended = [
-        json.loads(x) for x in run_cli(tmp_path, env, "sessions", "--json").stdout.splitlines()
+        json.loads(x) for x in run_cli_here(tmp_path, env, "sessions", "--json").stdout.splitlines()
     ]
     assert [(s["id"], s["state"]) for s in ended] == [(session_id, "ended")]
     events = [
-        json.loads(line) for line in run_cli(tmp_path, env, "audit", "--json").stdout.splitlines()
+        json.loads(line)
+        for line in run_cli_here(tmp_path, env, "audit", "--json").stdout.splitlines()
     ]
     admin = next(e for e in events if e["event"] == "admin_ended")
     assert admin["actor"] == actor and admin["detail"] == {"note": "laptop stolen"}
-    again = run_cli(tmp_path, env, "revoke", "S-NOPE0000")
+    again = run_cli_here(tmp_path, env, "revoke", "S-NOPE0000")
     assert again.returncode == 2 and "No session S-NOPE0000 exists." in again.stderr
 
 

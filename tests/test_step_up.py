@@ -13,7 +13,7 @@ from app import clock
 from app.db import transaction
 from app.models import RequestState, SessionState
 from app.review import build_review, render_markdown
-from tests.conftest import ALICE, run_cli
+from tests.conftest import ALICE, run_cli, run_cli_here
 from tests.fakes.serve import serve_env
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.step_up import (
@@ -165,11 +165,11 @@ def test_check_fetches_the_discovery_document_and_the_jwks(
     write_step_up_policy(Path(env["POLICY_FILE"]), webhook.url)
     with FakeOidcProvider() as idp:
         env.update(step_up_env(idp.issuer, "http://127.0.0.1:1"))
-        done = run_cli(tmp_path, env, "check")
+        done = run_cli_here(tmp_path, env, "check")
         line = next(x for x in done.stdout.splitlines() if x.startswith("step-up (OIDC)"))
         assert " OK " in line and "discovery and JWKS (1 key(s)) fetched" in line, done.stdout
         assert idp.jwks_fetches == 1
-    done = run_cli(tmp_path, env, "check")
+    done = run_cli_here(tmp_path, env, "check")
     line = next(x for x in done.stdout.splitlines() if x.startswith("step-up (OIDC)"))
     assert " PROBLEM " in line and "identity provider unreachable" in line, done.stdout
     assert done.returncode == 1

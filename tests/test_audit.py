@@ -226,10 +226,10 @@ def _export_peak(tmp_path: Path, count: int) -> tuple[int, int, list[list[str]]]
 def test_export_streams_in_memory_that_does_not_grow_with_the_trail(tmp_path: Path) -> None:
     """Four times the events, the same memory: the export streams (bench/audit_export.py
     prints the figures for 100,000 events)."""
-    small_peak, _, _ = _export_peak(tmp_path, 3_000)
-    peak, size, rows = _export_peak(tmp_path, 12_000)
+    small_peak, _, _ = _export_peak(tmp_path, 5_000)
+    peak, size, rows = _export_peak(tmp_path, 20_000)
     assert rows[0] == list(audit.COLUMNS)
-    assert len(rows) == 12_001 and rows[1][0] == "1" and rows[-1][0] == "12000"
+    assert len(rows) == 20_001 and rows[1][0] == "1" and rows[-1][0] == "20000"
     assert rows[1][1] == "2026-09-01T00:01:00.000000Z"
     assert peak < small_peak * 1.5 + 1e6, f"{small_peak / 1e6:.1f} MB, then {peak / 1e6:.1f} MB"
     assert peak < size, "the export held a whole file's worth of memory"

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import import_module
-from importlib.metadata import entry_points
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
 
 from app.config import env_value
+from app.plugins import plugin_class
 from app.policy import Policy, PolicyError
 from app.text import register_secret
 
@@ -112,30 +111,7 @@ def _builtin() -> dict[str, str]:
 
 def provider_class(name: str) -> type[Provider]:
     """The class registered under `name` (entry points first, then the built-ins)."""
-    registered = {e.name: e for e in entry_points(group=ENTRY_POINT_GROUP)}
-    builtin = _builtin()
-    target = registered[name].value if name in registered else builtin.get(name)
-    if target is None:
-        known = sorted(set(registered) | set(builtin))
-        raise KeyError(f"unknown provider {name!r}; known: {', '.join(known)}")
-    try:
-        cls = registered[name].load() if name in registered else _load(target)
-    except Exception as exc:
-        raise KeyError(
-            f"provider {name!r} ({target}) cannot be loaded: {type(exc).__name__}: {exc}"
-        ) from None
-    missing = [call for call in REQUIRED_CALLS if not callable(getattr(cls, call, None))]
-    config = getattr(cls, "Config", None)
-    if not (isinstance(config, type) and issubclass(config, BaseModel)):
-        missing.insert(0, "Config (a pydantic model)")
-    if missing:
-        raise KeyError(f"provider {name!r} ({target}) lacks {', '.join(missing)}")
-    return cls  # type: ignore[no-any-return]
-
-
-def _load(target: str) -> Any:
-    module, _, attr = target.partition(":")
-    return getattr(import_module(module), attr)
+    return plugin_class("provider", ENTRY_POINT_GROUP, name, _builtin(), REQUIRED_CALLS)  # type: ignore[no-any-return]
 
 
 def build_providers(policy: Policy) -> dict[str, Provider]:

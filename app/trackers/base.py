@@ -24,12 +24,11 @@ unknown type, a class without the calls, or a bad config stops start-up with fil
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import import_module
-from importlib.metadata import entry_points
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
 
+from app.plugins import plugin_class
 from app.policy import Policy, PolicyError, System, TrackerRule
 from app.policy_values import ticket_regex
 from app.providers import rest
@@ -173,27 +172,7 @@ def _builtin() -> dict[str, str]:
 
 def tracker_class(name: str) -> type[Tracker]:
     """The class registered under `name` (entry points first, then the built-ins)."""
-    registered = {e.name: e for e in entry_points(group=ENTRY_POINT_GROUP)}
-    target = registered[name].value if name in registered else _builtin().get(name)
-    if target is None:
-        known = sorted(set(registered) | set(_builtin()))
-        raise KeyError(f"unknown tracker {name!r}; known: {', '.join(known)}")
-    try:
-        module, _, attr = target.partition(":")
-        cls = (
-            registered[name].load() if name in registered else getattr(import_module(module), attr)
-        )
-    except Exception as exc:
-        raise KeyError(
-            f"tracker {name!r} ({target}) cannot be loaded: {type(exc).__name__}: {exc}"
-        ) from None
-    missing = [call for call in REQUIRED_CALLS if not callable(getattr(cls, call, None))]
-    config = getattr(cls, "Config", None)
-    if not (isinstance(config, type) and issubclass(config, BaseModel)):
-        missing.insert(0, "Config (a pydantic model)")
-    if missing:
-        raise KeyError(f"tracker {name!r} ({target}) lacks {', '.join(missing)}")
-    return cls  # type: ignore[no-any-return]
+    return plugin_class("tracker", ENTRY_POINT_GROUP, name, _builtin(), REQUIRED_CALLS)  # type: ignore[no-any-return]
 
 
 def build_trackers(policy: Policy) -> Trackers:

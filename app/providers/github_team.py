@@ -13,7 +13,6 @@ the organization and has not accepted) counts as present, so a revoke also cance
 
 from __future__ import annotations
 
-import json
 from typing import Literal
 from urllib.parse import quote
 
@@ -55,9 +54,8 @@ class GitHubTeamProvider:
                 "Accept": "application/vnd.github+json",
                 "Authorization": f"Bearer {self.token}",
                 "X-GitHub-Api-Version": "2022-11-28",
-                **({"Content-Type": "application/json"} if body is not None else {}),
             },
-            data=json.dumps(body).encode() if body is not None else None,
+            json_body=body,
             timeout=self.config.timeout,
         )
 

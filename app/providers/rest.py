@@ -44,9 +44,14 @@ def send(
     *,
     headers: dict[str, str],
     data: bytes | None = None,
+    json_body: object = None,
     timeout: float,
 ) -> Answer:
-    """`method url` with `headers` and an optional body; see the module docstring."""
+    """`method url` with `headers` and an optional body: `data` as it is, or `json_body` sent
+    as JSON (with its Content-Type); see the module docstring."""
+    if json_body is not None:
+        data = json.dumps(json_body).encode()
+        headers = {**headers, "Content-Type": "application/json"}
     request = urllib.request.Request(  # noqa: S310 - the URL is validated http(s) from policy
         url, data=data, method=method, headers={"User-Agent": "prod-access", **headers}
     )

@@ -13,7 +13,6 @@ public: without it, `require_assignee_is_requester` cannot be satisfied.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -63,9 +62,8 @@ class GitHubIssuesTracker:
                 "Accept": "application/vnd.github+json",
                 "Authorization": f"Bearer {self._token}",
                 "X-GitHub-Api-Version": "2022-11-28",
-                **({"Content-Type": "application/json"} if body is not None else {}),
             },
-            data=json.dumps(body).encode() if body is not None else None,
+            json_body=body,
             timeout=self.config.timeout,
         )
 

@@ -14,7 +14,6 @@ hide it): without it, `require_assignee_is_requester` cannot be satisfied.
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -61,9 +60,8 @@ class JiraTracker:
             headers={
                 "Accept": "application/json",
                 "Authorization": self._authorization,
-                **({"Content-Type": "application/json"} if body is not None else {}),
             },
-            data=json.dumps(body).encode() if body is not None else None,
+            json_body=body,
             timeout=self.config.timeout,
         )
 

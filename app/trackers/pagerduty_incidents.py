@@ -13,7 +13,6 @@ Statuses: triggered and acknowledged are open, resolved is resolved.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 from urllib.parse import quote
@@ -54,13 +53,9 @@ class PagerDutyIncidentsTracker:
             headers={
                 "Accept": ACCEPT,
                 "Authorization": f"Token token={self._token}",
-                **(
-                    {"Content-Type": "application/json", "From": self.config.from_email}
-                    if body is not None
-                    else {}
-                ),
+                **({"From": self.config.from_email} if body is not None else {}),
             },
-            data=json.dumps(body).encode() if body is not None else None,
+            json_body=body,
             timeout=self.config.timeout,
         )
 

@@ -167,6 +167,14 @@ def pg_database(pg_server: PostgresServer) -> str:
     return _psycopg(pg_server.create_database(f"bot_{next(_db_counter)}"))
 
 
+def empty_database(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A URL to a new, empty database: a SQLite file in tmp_path, or (backend "postgres") a
+    fresh database on the real PostgreSQL server."""
+    if backend == "postgres":
+        return str(request.getfixturevalue("pg_database"))
+    return f"sqlite:///{tmp_path / 'db.sqlite'}"
+
+
 @pytest.fixture(scope="session")
 def _pg_migrated_template(pg_server: PostgresServer) -> str:
     """A database migrated once per test session (per xdist worker), copied for each bot."""

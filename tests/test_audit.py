@@ -24,7 +24,7 @@ from app import audit, clock
 from app.audit import GENESIS, AppendOnlyError, chain_hash
 from app.db import make_engine, make_sessionmaker, transaction, upgrade
 from app.models import AuditChainHead, AuditEvent, SessionState
-from tests.conftest import BOB, LEAD1, BotHarness, run_cli, run_cli_here
+from tests.conftest import BOB, LEAD1, BotHarness, empty_database, run_cli, run_cli_here
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -155,11 +155,7 @@ def _appenders(url: str, count: int) -> None:
 def test_concurrent_appends_from_two_processes_keep_one_chain(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    url = (
-        request.getfixturevalue("pg_database")
-        if backend == "postgres"
-        else f"sqlite:///{tmp_path / 'chain.db'}"
-    )
+    url = empty_database(backend, tmp_path, request)
     upgrade(url)
     _appenders(url, 300)
     sessions = make_sessionmaker(make_engine(url))

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app import clock
 from app.db import alembic_config, make_engine, make_sessionmaker, reading, transaction, upgrade
+from tests.conftest import empty_database
 
 
 def test_a_read_does_not_wait_for_an_open_write_transaction(tmp_path: Path) -> None:
@@ -44,11 +45,7 @@ def test_a_read_does_not_wait_for_an_open_write_transaction(tmp_path: Path) -> N
 def test_migration_0005_adds_and_removes_the_seen_slack_requests_table(
     database: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    url = (
-        request.getfixturevalue("pg_database")
-        if database == "postgres"
-        else f"sqlite:///{tmp_path / 'db.sqlite'}"
-    )
+    url = empty_database(database, tmp_path, request)
     config = alembic_config(url)
     command.upgrade(config, "0004")
     engine = make_engine(url)
@@ -74,11 +71,7 @@ def test_migration_0005_adds_and_removes_the_seen_slack_requests_table(
 def test_migration_0006_adds_and_removes_the_request_identity_columns(
     database: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    url = (
-        request.getfixturevalue("pg_database")
-        if database == "postgres"
-        else f"sqlite:///{tmp_path / 'db.sqlite'}"
-    )
+    url = empty_database(database, tmp_path, request)
     config = alembic_config(url)
     command.upgrade(config, "0005")
     engine = make_engine(url)

@@ -10,17 +10,14 @@ from alembic import command
 from sqlalchemy import inspect
 
 from app.db import alembic_config, make_engine
+from tests.conftest import empty_database
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgres"])
 def test_migration_0011_adds_and_removes_the_busy_approver_columns_and_delegations(
     database: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    url = (
-        request.getfixturevalue("pg_database")
-        if database == "postgres"
-        else f"sqlite:///{tmp_path / 'db.sqlite'}"
-    )
+    url = empty_database(database, tmp_path, request)
     config = alembic_config(url)
     engine = make_engine(url)
     added = {"approvers_reminded_at", "escalated_at", "escalated_to"}

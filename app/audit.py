@@ -34,6 +34,7 @@ from sqlalchemy import Select, Table, bindparam, event, select
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from app import clock
+from app.db import insert_values
 from app.models import AccessRequest, AccessSession, AuditChainHead, AuditEvent
 
 SYSTEM_ACTOR = "prod-access"
@@ -118,7 +119,7 @@ def record(
     row.hash = chain_hash(row.prev_hash, row)
     head.seq, head.hash = row.seq, row.hash
     # in Core, on the transaction's connection: no unit of work for a row nothing ever changes
-    db.connection().execute(_INSERT_EVENT, {c: getattr(row, c) for c in _EVENT_COLUMNS})
+    insert_values(db, _EVENTS, {c: getattr(row, c) for c in _EVENT_COLUMNS})
     return row
 
 
@@ -133,7 +134,7 @@ class _Head:
 
 
 _HEAD = cast(Table, AuditChainHead.__table__)
-_INSERT_EVENT = cast(Table, AuditEvent.__table__).insert()
+_EVENTS = cast(Table, AuditEvent.__table__)
 _EVENT_COLUMNS = [c.key for c in AuditEvent.__table__.columns if c.key != "id"]
 _READ_HEAD = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == HEAD_ID).with_for_update()
 _WRITE_HEAD = (

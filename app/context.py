@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.audit import POLICY_IN_FORCE
 from app.config import Settings
 from app.delivery.notices import Notifier
+from app.group_commit import GroupCommit
 from app.oidc import OidcClient
 from app.policy import Policy
 from app.providers.base import Provider
@@ -91,6 +92,8 @@ class AppContext:
     ) -> None:
         self.settings = settings
         self.db = db
+        #: Writes a Slack request makes before its ack, committed together (app/group_commit.py).
+        self.writes = GroupCommit(db)
         self.notify = notify
         self.directory = directory
         self.oncall = oncall

@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 from sqlalchemy import (
@@ -39,7 +39,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Mapper, Session, sessionmaker
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -208,15 +208,64 @@ def insert_row(db: Session, row: object) -> None:
     """Insert a new row in Core, now, on the transaction's connection, without the unit of
     work (a third of the CPU for a row that is written once, such as a new request). `row`
     stays transient: the caller keeps what it set; columns it did not set get their defaults."""
-    mapper = inspect(row).mapper
+    table, columns = _columns_of(type(row))
+    given = row.__dict__
     values = {}
+    for key, default in columns:
+        if key in given:
+            values[key] = given[key]
+        elif default is not _NO_DEFAULT:  # as the ORM would
+            values[key] = default
+            setattr(row, key, default)
+    insert_values(db, table, values)
+
+
+#: Session.info key: inserts that wait for the end of the group commit's batch (group_commit.py).
+PENDING_INSERTS = "prod_access.pending_inserts"
+
+
+def insert_values(db: Session, table: Table, values: dict[str, Any]) -> None:
+    """INSERT one row of `table` in the session's transaction: now, or, in a group commit's
+    batch, with the batch's other rows of that table in one executemany just before the commit
+    (what runs in a batch never reads back a row it inserted)."""
+    pending: dict[Table, list[dict[str, Any]]] | None = db.info.get(PENDING_INSERTS)
+    if pending is None:
+        db.connection().execute(_insert_into(table), values)
+    else:
+        pending.setdefault(table, []).append(values)
+
+
+def insert_pending(db: Session) -> None:
+    """Run the inserts a batch deferred, a table at a time, in the order each table was first
+    written (a request before the audit event that names it)."""
+    pending: dict[Table, list[dict[str, Any]]] = db.info.get(PENDING_INSERTS) or {}
+    for table, rows in pending.items():
+        db.connection().execute(_insert_into(table), rows)
+    pending.clear()
+
+
+_NO_DEFAULT = object()
+
+
+_COLUMNS: dict[type, tuple[Table, tuple[tuple[str, Any], ...]]] = {}
+
+
+def _columns_of(model: type) -> tuple[Table, tuple[tuple[str, Any], ...]]:
+    """A model's table and, per column, its key and scalar default (_NO_DEFAULT if none)."""
+    known = _COLUMNS.get(model)
+    if known is None:
+        known = _COLUMNS[model] = _read_columns(model)
+    return known
+
+
+def _read_columns(model: type) -> tuple[Table, tuple[tuple[str, Any], ...]]:
+    mapper: Mapper[Any] = inspect(model)
+    columns = []
     for column in mapper.columns:
-        if column.key in row.__dict__:
-            values[column.key] = row.__dict__[column.key]
-        elif column.default is not None and column.default.is_scalar:  # as the ORM would
-            values[column.key] = column.default.arg
-            setattr(row, column.key, column.default.arg)
-    db.connection().execute(_insert_into(mapper.local_table), values)
+        default = column.default
+        scalar = default is not None and default.is_scalar
+        columns.append((column.key, getattr(default, "arg", None) if scalar else _NO_DEFAULT))
+    return cast(Table, mapper.local_table), tuple(columns)
 
 
 @functools.cache

@@ -35,7 +35,6 @@ import structlog
 from app import clock
 from app.config import Settings
 from app.context import AppContext
-from app.db import engine_of
 from app.operations.incident_resolved import end_sessions_if_resolved, incident_bound_tickets
 from app.slack.replays import remember
 from app.text import register_secret
@@ -142,7 +141,7 @@ def _verified(service: str, secret: str, environ: dict[str, Any], body: bytes) -
 
 def _first_time(ctx: AppContext, service: str, delivery: str) -> bool:
     key = hashlib.sha256(f"webhook:{service}:{delivery}".encode()).hexdigest()
-    return bool(remember(engine_of(ctx.db), [key]))
+    return bool(ctx.writes.write(lambda db: remember(db.connection(), [key])))
 
 
 def _pagerduty_event_id(payload: Any) -> str:

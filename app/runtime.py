@@ -78,6 +78,7 @@ class Bot:
         """Send notices off the callers' threads from now on, finish what a crash left, revoke
         what expired while down, post cards never posted, then run the timers (notices kept by
         the last run are sent again at once)."""
+        self.ctx.writes.start()
         if isinstance(self.ctx.notify, Outbox):
             self.ctx.notify.start(self.ctx.settings.work_threads)
         resume_interrupted(self.ctx)
@@ -112,6 +113,7 @@ class Bot:
             self.scheduler.shutdown(wait=True)
             self.scheduler = None
         self.later.shutdown()
+        self.ctx.writes.stop()
         if isinstance(self.ctx.notify, Outbox):
             self.ctx.notify.stop()
 

@@ -76,7 +76,7 @@ SUITE_OPEN_SECONDS = 20  # the suite's open loop sends at most this many seconds
 P99_TARGET = 1.5  # README's target: bot p99 <= 1.5x the sync floor's p99, in the same round
 SHOWN_ERRORS = 10
 RATIOS = ((f"{BOT}/{SYNC_FLOOR}", SYNC_FLOOR), (f"{BOT}/{ASYNC_FLOOR}", ASYNC_FLOOR))
-COLUMNS = ("p50", "p99", "req/s")
+COLUMNS = ("p50", "p99", "req/s", "CPU ms/req")
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ class Figures:
 
 def print_round(spec: LoadSpec, results: dict[str, Result]) -> None:
     header = ["target", "answered", "clients", "p50 ms", "p90 ms", "p99 ms", "max ms", "req/s"]
-    header.append("errors")
+    header += ["CPU ms/req", "errors"]
     rows = [
         [
             name,
@@ -114,6 +114,7 @@ def print_round(spec: LoadSpec, results: dict[str, Result]) -> None:
             str(spec.concurrency),
             *(f"{r.percentile_ms(p):.1f}" for p in (50, 90, 99, 100)),
             f"{r.rate():.0f}",
+            f"{r.cpu_ms():.2f}",
             str(len(r.errors)),
         ]
         for name, r in results.items()
@@ -127,6 +128,7 @@ def record_round(figures: Figures, spec: LoadSpec, results: dict[str, Result]) -
         figures.add(spec.label, name, "p50", result.percentile_ms(50))
         figures.add(spec.label, name, "p99", result.percentile_ms(99))
         figures.add(spec.label, name, "req/s", result.rate())
+        figures.add(spec.label, name, "CPU ms/req", result.cpu_ms())
         figures.errors += len(result.errors)
     bot = results[BOT]
     for ratio, floor in RATIOS:
@@ -134,12 +136,13 @@ def record_round(figures: Figures, spec: LoadSpec, results: dict[str, Result]) -
             "p50": bot.percentile_ms(50) / results[floor].percentile_ms(50),
             "p99": bot.percentile_ms(99) / results[floor].percentile_ms(99),
             "req/s": bot.rate() / results[floor].rate(),
+            "CPU ms/req": bot.cpu_ms() / results[floor].cpu_ms(),
         }
         for column, value in values.items():
             figures.add(spec.label, ratio, column, value)
         print(
             f"{ratio}: p50 {values['p50']:.2f}x, p99 {values['p99']:.2f}x, "
-            f"req/s {values['req/s']:.2f}x"
+            f"req/s {values['req/s']:.2f}x, server CPU per request {values['CPU ms/req']:.2f}x"
         )
 
 
@@ -147,7 +150,7 @@ def cell_format(is_ratio: bool, column: str) -> tuple[str, str]:
     """(format, unit) of a summary cell: ratios to 2 places, req/s whole, milliseconds to 1."""
     if is_ratio:
         return "{:.2f}", "x"
-    return ("{:.0f}" if column == "req/s" else "{:.1f}"), ""
+    return {"req/s": "{:.0f}", "CPU ms/req": "{:.2f}"}.get(column, "{:.1f}"), ""
 
 
 def print_summary(figures: Figures, specs: list[LoadSpec], rounds: int) -> None:
@@ -155,7 +158,7 @@ def print_summary(figures: Figures, specs: list[LoadSpec], rounds: int) -> None:
         f"\nsummary: spread (min-max) over {rounds} round(s); each ratio is bot / floor in the "
         "same round, then spread"
     )
-    header = ["load", "target", "p50 ms", "p99 ms", "req/s", "cards drained s"]
+    header = ["load", "target", "p50 ms", "p99 ms", "req/s", "CPU ms/req", "cards drained s"]
     rows = []
     for spec in specs:
         for n, row in enumerate((*TARGETS, *(ratio for ratio, _ in RATIOS))):
@@ -301,7 +304,9 @@ def measure(
                 load = Load(server.port, spec.concurrency, sender, checks[name], deadline, serial)
                 if args.warmup:
                     print_errors(f"{name} (warm-up)", load.run(args.warmup, spec.rate))
+                cpu = server.cpu_seconds()
                 results[name] = load.run(spec.requests, spec.rate)
+                results[name].cpu = server.cpu_seconds() - cpu
             bot_requests += args.warmup + spec.requests
             cards, drained = drain_cards(slack, bot_requests, args.drain)
             figures.add(spec.label, BOT, "drained", drained)

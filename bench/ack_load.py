@@ -37,6 +37,11 @@ class Result:
     sent: int = 0
     connections: int = 0
     wall: float = 0.0
+    cpu: float = 0.0  # seconds of CPU the server used during the measured requests (if known)
+
+    def cpu_ms(self) -> float:
+        """The server's CPU time per answered request, in ms (NaN when not measured)."""
+        return self.cpu / len(self.latencies) * 1000 if self.cpu and self.latencies else math.nan
 
     def percentile_ms(self, pct: float) -> float:
         return percentile(sorted(self.latencies), pct) * 1000

@@ -95,6 +95,22 @@ class Server:
                 start_new_session=True,  # its own group: the worker can be killed with it
             )
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by the server's processes, the whole process
+        group (gunicorn's master and worker), from /proc; 0.0 where /proc is not there."""
+        if self.proc is None:
+            return 0.0
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # the process ended meanwhile
+            # after the command: state ppid pgrp session … utime(12) stime(13)
+            if int(fields[2]) == self.proc.pid:
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
     def log_tail(self, lines: int = 20) -> str:
         try:
             text = self.log.read_text(encoding="utf-8", errors="replace")

@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from app import audit, clock
 from app.context import AppContext
@@ -149,28 +150,29 @@ def create_request(ctx: AppContext, requester_id: str, form: RequestForm) -> Acc
         ) from None
     checked = tickets.check_ticket(ctx, system, requester_id, email, valid.ticket)
     now = clock.now()
-    with transaction(ctx.db) as db:
-        request = AccessRequest(
-            id=new_id("R"),
-            requester_id=requester_id,
-            system_id=valid.system,
-            role_id=valid.role,
-            duration_seconds=int(valid.duration.total_seconds()),
-            ticket=valid.ticket,
-            reason=valid.reason,
-            state=RequestState.pending,
-            created_at=now,
-            card_channel=ctx.policy.approver_channel(system),
-            kind=RequestKind.access,
-            route=Route.breakglass if valid.breakglass else Route.approvers,
-            approvals_required=role.approvals_required,
-            decide_by=now + ctx.policy.request_ttl(system),
-            escalations=0,
-            identity=identity,
-            email=email,
-            grant_name=role.grant,
-            **checked.columns(),
-        )
+    request = AccessRequest(
+        id=new_id("R"),
+        requester_id=requester_id,
+        system_id=valid.system,
+        role_id=valid.role,
+        duration_seconds=int(valid.duration.total_seconds()),
+        ticket=valid.ticket,
+        reason=valid.reason,
+        state=RequestState.pending,
+        created_at=now,
+        card_channel=ctx.policy.approver_channel(system),
+        kind=RequestKind.access,
+        route=Route.breakglass if valid.breakglass else Route.approvers,
+        approvals_required=role.approvals_required,
+        decide_by=now + ctx.policy.request_ttl(system),
+        escalations=0,
+        identity=identity,
+        email=email,
+        grant_name=role.grant,
+        **checked.columns(),
+    )
+
+    def store(db: Session) -> AccessRequest:
         insert_row(db, request)
         audit.record(
             db,
@@ -182,7 +184,10 @@ def create_request(ctx: AppContext, requester_id: str, form: RequestForm) -> Acc
             **audit.present(breakglass=valid.breakglass),
             **checked.audit(),
         )
-    return request
+        return request
+
+    # committed with the other requests arriving now (group commit), before the caller acks
+    return ctx.writes.write(store)
 
 
 def _sentence(text: str) -> str:

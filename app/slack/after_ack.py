@@ -12,10 +12,12 @@ intents; a card that was never posted is posted at start; a lost click can be cl
 
 Acks come first. Work that can wait (posting the card and DM of a new request the approvers
 will decide, refreshing a Home tab) is queued with `when_quiet`: it starts once no Slack request
-is being answered, or after QUIET_WAIT_SECONDS at the latest, so a burst of requests is acked at
-full speed and its cards follow. Work someone is waiting on (a modal must open within 3 s of the
-click, a grant, break-glass or auto-approved access, an end of access) is queued with the call
-itself and starts at once.
+has been answered for QUIET_GAP_SECONDS, or after QUIET_WAIT_SECONDS at the latest, so a burst
+of requests is acked at full speed and its cards follow. (A gap, not just "none in progress":
+under a burst the count touches zero between one answer and the next request, and work started
+there ran in the middle of the burst, bench/ack_latency.py.) Work someone is waiting on (a
+modal must open within 3 s of the click, a grant, break-glass or auto-approved access, an end
+of access) is queued with the call itself and starts at once.
 
 Each piece of work runs in a copy of the listener's context, so its log lines carry the Slack
 request's ids (bound in app/slack/app.py) plus the request and session ids among its arguments;
@@ -40,14 +42,20 @@ from app.logging import bound, ids_of
 log = structlog.get_logger(__name__)
 #: The longest `when_quiet` work waits for a pause in Slack's requests.
 QUIET_WAIT_SECONDS = 10.0
+#: How long no Slack request must have been in progress for `when_quiet` work to start.
+QUIET_GAP_SECONDS = 0.05
 
 
 class AfterAck:
-    def __init__(self, threads: int, quiet_wait: float = QUIET_WAIT_SECONDS) -> None:
+    def __init__(
+        self, threads: int, quiet_wait: float = QUIET_WAIT_SECONDS, gap: float = QUIET_GAP_SECONDS
+    ) -> None:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="after-ack")
         self._quiet_wait = quiet_wait
+        self._gap = gap
         self._quiet = threading.Condition()
         self._answering = 0
+        self._last_answer = 0.0  # time.monotonic() when the last answer was given
         self._stopping = False
 
     def __call__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
@@ -55,8 +63,8 @@ class AfterAck:
         self._submit(None, fn, args, kwargs)
 
     def when_quiet(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        """Run `fn(*args, **kwargs)` on the pool once no Slack request is being answered (after
-        QUIET_WAIT_SECONDS at the latest)."""
+        """Run `fn(*args, **kwargs)` on the pool once no Slack request has been answered for
+        QUIET_GAP_SECONDS (after QUIET_WAIT_SECONDS at the latest)."""
         self._submit(time.monotonic() + self._quiet_wait, fn, args, kwargs)
 
     @contextmanager
@@ -70,6 +78,7 @@ class AfterAck:
         finally:
             with self._quiet:
                 self._answering -= 1
+                self._last_answer = time.monotonic()
                 if not self._answering:
                     self._quiet.notify_all()
 
@@ -92,16 +101,26 @@ class AfterAck:
         self, deadline: float | None, fn: Callable[..., Any], *args: Any, **kwargs: Any
     ) -> None:
         if deadline is not None:
-            with self._quiet:
-                self._quiet.wait_for(
-                    lambda: self._stopping or not self._answering,
-                    timeout=max(0.0, deadline - time.monotonic()),
-                )
+            self._wait_for_quiet(deadline)
         with bound(**ids_of(*args, *kwargs.values())):
             try:
                 fn(*args, **kwargs)
             except Exception:
                 log.exception("after_ack_failed", work=getattr(fn, "__name__", repr(fn)))
+
+    def _wait_for_quiet(self, deadline: float) -> None:
+        with self._quiet:
+            while not self._stopping:
+                now = time.monotonic()
+                if now >= deadline:
+                    return
+                if not self._answering:
+                    quiet_for = now - self._last_answer
+                    if quiet_for >= self._gap:
+                        return
+                    self._quiet.wait(min(self._gap - quiet_for, deadline - now))
+                else:
+                    self._quiet.wait(deadline - now)
 
     def shutdown(self) -> None:
         """Finish what is queued (graceful stop), then stop the threads."""

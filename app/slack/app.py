@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import uuid
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -97,7 +97,7 @@ def slack_ids(body: dict[str, Any]) -> dict[str, str]:
     user = body.get("user")
     kind = body.get("type") or ("command" if "command" in body else None)
     ids: dict[str, str] = {
-        "slack_request_id": uuid.uuid4().hex[:12],
+        "slack_request_id": f"{random.getrandbits(48):012x}",  # a log id, not a secret
         "slack_type": str(event.get("type") or kind or "unknown"),
     }
     name = (
@@ -155,7 +155,7 @@ def build_bolt_app(
         # goes to `later` (see after_ack.py for why not Bolt's own thread pool).
         process_before_response=True,
     )
-    app.use(RefuseReplays(ctx.db))  # after Bolt's own, RequestVerification among them
+    app.use(RefuseReplays(ctx.writes))  # after Bolt's own, RequestVerification among them
     app.use(_pin_policy(ctx))
     register(app, ctx, later)
     return app

@@ -13,7 +13,8 @@ Rules relied on:
   (app/jobs/scheduler.py), so they live 10 to 11 minutes.
 - Slack retries an event (`X-Slack-Retry-Num`, a new timestamp and signature, the same
   `event_id`) at most three times within about 5 minutes; its id is kept as long.
-- One INSERT in a transaction of its own, per request: the sha256 of timestamp + signature and,
+- One INSERT per key, committed before the listener runs (with the writes of other requests
+  arriving at the same moment: app/group_commit.py): the sha256 of timestamp + signature and,
   for an event, of its event_id. The unique key decides: a key already there is not inserted
   (ON CONFLICT DO NOTHING) and is not returned (RETURNING), so no SELECT is needed. Two replicas
   inserting the same key at once: PostgreSQL makes the second wait for the first to commit;
@@ -36,13 +37,13 @@ from typing import Any
 import structlog
 from slack_bolt import BoltRequest, BoltResponse
 from slack_bolt.middleware import Middleware
-from sqlalchemy import Engine, delete
+from sqlalchemy import Connection, bindparam, delete
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, sessionmaker
 
 from app import clock
 from app.context import AppContext
 from app.db import engine_of, is_postgres
+from app.group_commit import GroupCommit
 from app.models import SeenSlackRequest
 
 log = structlog.get_logger(__name__)
@@ -58,8 +59,8 @@ class RefuseReplays(Middleware):
     """Bolt global middleware: a replayed request gets 401, a repeated event 200, and neither
     reaches a listener."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
-        self._engine = engine_of(sessions)
+    def __init__(self, writes: GroupCommit) -> None:
+        self._writes = writes
 
     def process(
         self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]
@@ -73,7 +74,8 @@ class RefuseReplays(Middleware):
         keys = [key for key in (request_key, event_key) if key]
         if not keys:
             return next()
-        new = remember(self._engine, keys)
+        # committed before the listener runs, with the other requests' writes of this moment
+        new = self._writes.write(lambda db: remember(db.connection(), keys))
         if request_key and request_key not in new:
             log.warning("slack_request_replayed", slack_timestamp=timestamp)
             return BoltResponse(status=401, body={"error": "replayed request"})
@@ -84,19 +86,28 @@ class RefuseReplays(Middleware):
         return next()
 
 
-def remember(engine: Engine, keys: list[str]) -> set[str]:
-    """Record `keys` as seen now, in one INSERT in a transaction of its own; return those that
-    were not there yet."""
-    insert = postgresql.insert if is_postgres(engine) else sqlite.insert
+def remember(connection: Connection, keys: list[str]) -> set[str]:
+    """Record `keys` as seen now, in the caller's transaction; return those that were not
+    there yet (INSERT … ON CONFLICT DO NOTHING RETURNING: no SELECT)."""
+    statement = _REMEMBER["postgresql" if is_postgres(connection) else "sqlite"]
     now = clock.now()
-    statement = (
+    new: set[str] = set()
+    for key in keys:
+        new.update(connection.scalars(statement, {"key": key, "seen_at": now}))
+    return new
+
+
+def _remember(insert: Any) -> Any:
+    """One statement object per dialect, so SQLAlchemy compiles it once."""
+    return (
         insert(SeenSlackRequest)
-        .values([{"key": key, "seen_at": now} for key in keys])
+        .values(key=bindparam("key"), seen_at=bindparam("seen_at"))
         .on_conflict_do_nothing(index_elements=[SeenSlackRequest.key])
         .returning(SeenSlackRequest.key)
     )
-    with engine.begin() as connection:
-        return set(connection.scalars(statement))
+
+
+_REMEMBER = {"postgresql": _remember(postgresql.insert), "sqlite": _remember(sqlite.insert)}
 
 
 def forget_old_slack_requests(ctx: AppContext) -> int:

@@ -122,14 +122,16 @@ def main(argv: list[str] | None = None) -> int:
         burst.__enter__()
         for n in range(args.warmup):
             one(n)
-        started, cpu = time.perf_counter(), time.thread_time()
+        started, cpu, all_cpu = time.perf_counter(), time.thread_time(), time.process_time()
         for n in range(args.warmup, args.warmup + args.requests):
             one(n)
         bare, cpu = time.perf_counter() - started, time.thread_time() - cpu
+        all_cpu = time.process_time() - all_cpu
+        each = 1000 / args.requests
         print(
-            f"{args.requests} requests answered without the profiler in {bare:.2f} s: "
-            f"{bare / args.requests * 1000:.2f} ms each, of which {cpu / args.requests * 1000:.2f} "
-            "ms CPU in the answering thread"
+            f"{args.requests} requests answered one after the other without the profiler in "
+            f"{bare:.2f} s: {bare * each:.2f} ms each; CPU per request {all_cpu * each:.2f} ms "
+            f"in the process (every thread), {cpu * each:.2f} ms in the answering thread"
         )
         args.warmup += args.requests
         # CPU time of this thread: time spent waiting for the writer thread's commit is not

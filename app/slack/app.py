@@ -16,6 +16,7 @@ import contextvars
 import logging
 import random
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import structlog
@@ -124,6 +125,8 @@ class BoundApp(App):
     every line written for it carries them: Bolt's, the listener's, and those of the work it
     hands to AfterAck (which adds the ids it learns, e.g. of a request just created)."""
 
+    pinned: Callable[[], AbstractContextManager[object]] | None = None
+
     def dispatch(self, req: BoltRequest) -> BoltResponse:
         return contextvars.copy_context().run(self._dispatch_with_ids, req)
 
@@ -131,7 +134,13 @@ class BoundApp(App):
         structlog.contextvars.bind_contextvars(
             **slack_ids(req.body if isinstance(req.body, dict) else {})
         )
-        return super().dispatch(req)
+        if self.pinned is None:
+            return super().dispatch(req)
+        # A request, and the work it hands on after its ack, is decided under the policy in
+        # force when it arrived, whatever a reload does meanwhile. (Here rather than as a Bolt
+        # middleware: that cost each request a second round of Bolt's argument injection.)
+        with self.pinned():
+            return super().dispatch(req)
 
 
 class _SameTokenNotice(logging.Filter):
@@ -155,21 +164,10 @@ def build_bolt_app(
         # goes to `later` (see after_ack.py for why not Bolt's own thread pool).
         process_before_response=True,
     )
+    app.pinned = ctx.pinned
     app.use(RefuseReplays(ctx.writes))  # after Bolt's own, RequestVerification among them
-    app.use(_pin_policy(ctx))
     register(app, ctx, later)
     return app
-
-
-def _pin_policy(ctx: AppContext) -> Callable[..., BoltResponse]:
-    """Bolt middleware: a request, and the work it hands on after its ack, is decided under
-    the policy in force when it arrived, whatever a reload does meanwhile."""
-
-    def pin_policy(next: Callable[[], BoltResponse]) -> BoltResponse:
-        with ctx.pinned():
-            return next()
-
-    return pin_policy
 
 
 def _signing_secret(settings: Settings, *, socket: bool) -> str:

@@ -1,12 +1,15 @@
-"""Acks first: work that can wait (a new request's card and DM, a Home tab refresh) waits while
-Slack requests are being answered, for QUIET_WAIT_SECONDS at most; work someone is waiting on
-(a modal, a grant, an end of access) starts at once; a graceful stop does what is queued."""
+"""Acks first: work that can wait (a new request's card and DM, a Home tab refresh) waits until
+no Slack request has been answered for QUIET_GAP_SECONDS, for QUIET_WAIT_SECONDS at most; work
+someone is waiting on (a modal, a grant, an end of access) starts at once; a graceful stop does
+what is queued."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 from app.slack.after_ack import AfterAck
+from tests.conftest import eventually
 
 
 def test_work_that_can_wait_starts_once_the_answer_is_out() -> None:
@@ -71,3 +74,23 @@ def test_a_graceful_stop_does_the_waiting_work_without_waiting_for_quiet() -> No
     stopping.join(timeout=30)  # waiting for quiet would take the hour
     assert not stopping.is_alive() and done.is_set()
     answering.__exit__(None, None, None)
+
+
+def test_a_burst_whose_requests_follow_each_other_closely_holds_the_work_to_its_end() -> None:
+    # Under a burst no request may be in progress for an instant between one answer and the
+    # next request: that instant is not a pause, and the card work waits for a real one.
+    later = AfterAck(threads=1, gap=0.3)
+    started: list[float] = []
+    last_answer = 0.0
+    try:
+        with later.answering():
+            later.when_quiet(lambda: started.append(time.monotonic()))
+        for _ in range(20):  # the count touches zero between these, for ~10 ms each time
+            time.sleep(0.01)
+            with later.answering():
+                pass
+            last_answer = time.monotonic()
+        assert eventually(lambda: started, what="the work to start once the burst was over")
+        assert started[0] >= last_answer  # not inside the burst
+    finally:
+        later.shutdown()

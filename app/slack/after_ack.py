@@ -43,7 +43,7 @@ log = structlog.get_logger(__name__)
 #: The longest `when_quiet` work waits for a pause in Slack's requests.
 QUIET_WAIT_SECONDS = 10.0
 #: How long no Slack request must have been in progress for `when_quiet` work to start.
-QUIET_GAP_SECONDS = 0.05
+QUIET_GAP_SECONDS = 0.005
 
 
 class AfterAck:

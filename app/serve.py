@@ -43,7 +43,7 @@ from app import incident_webhooks
 from app.config import Settings
 from app.doctor import startup_problems
 from app.policy_reload import reload_in_background
-from app.runtime import Bot, build_bot
+from app.runtime import Bot, build_bot, hand_over_quickly
 from app.slack import reach
 from app.text import short
 
@@ -110,6 +110,7 @@ def _serve_socket(settings: Settings, app_token: str) -> int:
             signal.signal(signum, on_signal)
         signal.signal(signal.SIGHUP, lambda *_: reload_in_background(bot.ctx))
         browser = _browser_server(bot, settings)
+        hand_over_quickly()
         bot.start_timers()
         try:
             _connect(handler, settings)

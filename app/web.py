@@ -53,7 +53,7 @@ from app.audit_sinks.targets import configured
 from app.db import reading
 from app.incident_webhooks import webhook_route
 from app.policy_reload import reload_in_background
-from app.runtime import Bot
+from app.runtime import Bot, hand_over_quickly
 from app.step_up_pages import step_up_route
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -184,6 +184,7 @@ def _start_worker(bot: Bot) -> None:
     # (under a burst of requests that cut the p99 ack from 62 to 47 ms, bench/ack_latency.py).
     gc.collect()
     gc.freeze()
+    hand_over_quickly()
     settings = bot.ctx.settings
     log.info(  # what this process serves, for the operator (the DSN's password is masked)
         "serving",

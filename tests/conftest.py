@@ -233,7 +233,11 @@ class BotHarness:
             server_class=_ThreadingWSGIServer,
             handler_class=_QuietHandler,
         )
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # serve_forever's default poll interval (0.5 s) is how long shutdown() waits in stop():
+        # half a second after every test that uses the bot
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.server.server_port}/slack/events"
         self.send = SlackSender(self.url, SIGNING_SECRET, slack.response_url())

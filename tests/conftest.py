@@ -62,8 +62,13 @@ ONE_WORKER_MODULES = ("tests/test_provider_plugins.py",)
 
 def pytest_configure(config: pytest.Config) -> None:
     """Once, before any worker starts: compile app/ to bytecode. The tests start `python -m
-    app` and `serve` some 150 times, and where PYTHONDONTWRITEBYTECODE is set (it is on the
-    machines here) each of them would otherwise compile every module from source again."""
+    app` and `serve` some 35 times, and where PYTHONDONTWRITEBYTECODE is set (it is on the
+    machines here) each of them would otherwise compile every module from source again.
+    And in every pytest process: write bytecode despite that variable (the processes the tests
+    start still have it), so that pytest keeps the test modules it rewrote for its asserts,
+    and Python the helpers in tests/: each xdist worker compiled all of them again in every run
+    (about 2 of a worker's 4.5 s of CPU to collect)."""
+    sys.dont_write_bytecode = False
     if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
         compileall.compile_dir(Path(__file__).resolve().parents[1] / "app", quiet=1)
 

@@ -9,17 +9,20 @@ import contextlib
 import functools
 import io
 import itertools
+import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import Any, NoReturn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
@@ -59,8 +62,13 @@ ONE_WORKER_MODULES = ("tests/test_provider_plugins.py",)
 
 def pytest_configure(config: pytest.Config) -> None:
     """Once, before any worker starts: compile app/ to bytecode. The tests start `python -m
-    app` and `serve` some 150 times, and where PYTHONDONTWRITEBYTECODE is set (it is on the
-    machines here) each of them would otherwise compile every module from source again."""
+    app` and `serve` some 35 times, and where PYTHONDONTWRITEBYTECODE is set (it is on the
+    machines here) each of them would otherwise compile every module from source again.
+    And in every pytest process: write bytecode despite that variable (the processes the tests
+    start still have it), so that pytest keeps the test modules it rewrote for its asserts,
+    and Python the helpers in tests/: each xdist worker compiled all of them again in every run
+    (about 2 of a worker's 4.5 s of CPU to collect)."""
+    sys.dont_write_bytecode = False
     if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
         compileall.compile_dir(Path(__file__).resolve().parents[1] / "app", quiet=1)
 
@@ -107,8 +115,6 @@ def _forget_secrets_registered_by_the_test(monkeypatch: pytest.MonkeyPatch) -> N
 def logging_restored() -> Iterator[None]:
     """Put the handlers, the root level and structlog back afterwards (for what configures
     logging: a command run in this process, a test of the logging set-up)."""
-    import logging
-
     import structlog
 
     root = logging.getLogger()
@@ -232,7 +238,11 @@ class BotHarness:
             server_class=_ThreadingWSGIServer,
             handler_class=_QuietHandler,
         )
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # serve_forever's default poll interval (0.5 s) is how long shutdown() waits in stop():
+        # half a second after every test that uses the bot
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.server.server_port}/slack/events"
         self.send = SlackSender(self.url, SIGNING_SECRET, slack.response_url())
@@ -373,12 +383,76 @@ def _bot(
     harness.stop()
 
 
-def run_cli_here(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+class CommandDidNotReturn(BaseException):
+    """A command run by run_cli_here went on where it should have returned: it outlived its time
+    limit (SIGALRM, in the main thread) or tried to fork this process. A BaseException, so that
+    no `except Exception` in the command turns it into an answer."""
+
+
+@contextlib.contextmanager
+def _as_if_its_own_process(timeout: float) -> Iterator[list[str]]:
+    """What a command run in this process must not leave behind, or hang on, that a process of
+    its own would take with it when it exits: the signal handlers it installs (serve's SIGTERM
+    and SIGHUP, gunicorn's) are put back; it may not fork this pytest process (gunicorn forks
+    its worker once serve is past its checks: a start that should have been refused); after
+    `timeout` seconds it is interrupted. And what such a process would print on stderr is on
+    stderr here too: a warning (Python's default filters), a library's log line before the
+    command sets up logging (logging's last resort), not in pytest's capture. Yields the list
+    of what went wrong (empty if nothing did), filled even if the command caught the
+    CommandDidNotReturn raised in it."""
+    handlers = {signum: signal.getsignal(signum) for signum in signal.valid_signals()}
+    wrong: list[str] = []
+    root = logging.getLogger()  # put back by logging_restored
+    root.handlers[:] = []
+    root.setLevel(logging.WARNING)
+
+    def stop(why: str) -> NoReturn:
+        wrong.append(why)
+        raise CommandDidNotReturn(why)
+
+    def no_fork() -> int:
+        stop("it tried to fork (to serve?) instead of returning")
+
+    def timed_out(signum: int, frame: object) -> None:
+        stop(f"it did not finish within {timeout:g} s")
+
+    def show_on_stderr(message: Any, category: Any, filename: str, lineno: int, *_: Any) -> None:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno))
+
+    real_fork, os.fork = os.fork, no_fork
+    signal.signal(signal.SIGALRM, timed_out)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        with warnings.catch_warnings():
+            warnings.resetwarnings()
+            for hidden in (
+                DeprecationWarning,
+                PendingDeprecationWarning,
+                ImportWarning,
+                ResourceWarning,
+            ):
+                warnings.simplefilter("ignore", hidden)
+            warnings.showwarning = show_on_stderr
+            yield wrong
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        os.fork = real_fork
+        for signum, handler in handlers.items():
+            if handler is not None and signal.getsignal(signum) is not handler:
+                signal.signal(signum, handler)
+
+
+def run_cli_here(
+    cwd: Path, env: dict[str, str], *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """`prod-access <args>` run by app.cli.main in this process, as `run_cli` runs it in a new
     one: the environment is exactly `env`, the working directory `cwd`, the output captured;
-    logging is put back afterwards. For the many runs whose point is what the command says,
-    not how a process starts (each new process costs about a second of CPU to import the app);
-    tests of the process itself (exit on a signal, the real stderr) use `run_cli`."""
+    logging and signal handlers are put back afterwards, and a command still running after
+    `timeout` seconds (as `run_cli`'s) fails the test. For the many runs whose point is what the
+    command says, not how a process starts (each new process costs about a second of CPU to
+    import the app): `serve` refusing to start included, since a refused start returns before
+    it serves. Tests of the process itself (serving, exit on a signal, the real stderr) use
+    `run_cli` or tests/fakes/serve.py."""
     from app.cli import main
 
     out, err = io.StringIO(), io.StringIO()
@@ -387,15 +461,24 @@ def run_cli_here(cwd: Path, env: dict[str, str], *args: str) -> subprocess.Compl
     os.environ.update(env)
     os.chdir(cwd)
     try:
-        with logging_restored(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with (
+            logging_restored(),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+            _as_if_its_own_process(timeout) as wrong,
+        ):
             try:
                 code = main(list(args))
             except SystemExit as exc:  # argparse's answer to a bad command line
                 code = exc.code if isinstance(exc.code, int) else 2
+    except CommandDidNotReturn:
+        pass  # said below
     finally:
         os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved_env)
+    if wrong:
+        raise AssertionError(f"prod-access {' '.join(args)}: {wrong[0]}; stderr:\n{err.getvalue()}")
     return subprocess.CompletedProcess(["prod-access", *args], code, out.getvalue(), err.getvalue())
 
 

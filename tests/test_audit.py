@@ -24,7 +24,7 @@ from app import audit, clock
 from app.audit import GENESIS, AppendOnlyError, chain_hash
 from app.db import make_engine, make_sessionmaker, transaction, upgrade
 from app.models import AuditChainHead, AuditEvent, SessionState
-from tests.conftest import BOB, LEAD1, BotHarness, empty_database, run_cli, run_cli_here
+from tests.conftest import BOB, LEAD1, BotHarness, empty_database, run_cli_here
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,7 +55,7 @@ def test_chain_verifies_on_a_real_log(bot: BotHarness, tmp_path: Path) -> None:
     assert rows[0].prev_hash == GENESIS
     assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(rows))
     url = bot.ctx.settings.database_url
-    result = run_cli(tmp_path, _env(url), "audit", "verify")
+    result = run_cli_here(tmp_path, _env(url), "audit", "verify")
     assert result.returncode == 0
     assert result.stdout.strip() == "OK: 12 audit events, chain intact"
 
@@ -74,7 +74,7 @@ def test_editing_one_row_by_sql_makes_verify_fail_and_name_that_event(
     with sqlite3.connect(path) as conn:
         event_id = conn.execute("SELECT id FROM audit_events WHERE event='approved'").fetchone()[0]
         conn.execute("UPDATE audit_events SET actor='U0MALLORY' WHERE id=?", (event_id,))
-    result = run_cli(tmp_path, _env(bot.ctx.settings.database_url), "audit", "verify")
+    result = run_cli_here(tmp_path, _env(bot.ctx.settings.database_url), "audit", "verify")
     assert result.returncode == 1
     assert result.stdout.startswith(f"BROKEN at event {event_id} (seq 2): its content does not")
     assert '"actor":"U0MALLORY"' in result.stdout  # what it says now, for the investigator
@@ -235,7 +235,7 @@ def test_export_filters_and_jsonl(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'small.db'}"
     _seed(url, 300)
     env = _env(url)
-    result = run_cli(
+    result = run_cli_here(
         tmp_path, env, "audit", "export", "--since", "2026-09-01T02:00:00Z",
         "--until", "2026-09-01T04:00:00Z", "--system", "checkout-db", "--format", "jsonl",
     )  # fmt: skip

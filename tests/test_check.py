@@ -17,7 +17,7 @@ import pytest
 
 from app.cli import main
 from app.policy import Role
-from tests.conftest import SIGNING_SECRET, WEBHOOK_SECRET, run_cli, run_cli_here, write_policy
+from tests.conftest import SIGNING_SECRET, WEBHOOK_SECRET, run_cli_here, write_policy
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.local_server import Reply, Request
 from tests.fakes.okta_api import FakeOkta
@@ -121,7 +121,7 @@ def test_a_healthy_deployment_is_all_ok_and_exits_0(
 
 
 def test_json_lines_carry_the_same_results(tmp_path: Path, env: dict[str, str]) -> None:
-    result = run_cli(tmp_path, env, "check", "--json")
+    result = run_cli_here(tmp_path, env, "check", "--json")
     assert result.returncode == 0, result.stdout
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [row["check"] for row in rows] == [

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_cli_here
 
 COMMANDS = [
     ("audit",),
@@ -32,7 +32,7 @@ def test_a_command_on_a_missing_database_says_to_set_it_up_and_creates_nothing(
     tmp_path: Path, command: tuple[str, ...]
 ) -> None:
     database = tmp_path / "prod-access.db"
-    result = run_cli(tmp_path, _env(tmp_path, f"sqlite:///{database}"), *command)
+    result = run_cli_here(tmp_path, _env(tmp_path, f"sqlite:///{database}"), *command)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     [line] = result.stderr.strip().splitlines()
@@ -41,6 +41,7 @@ def test_a_command_on_a_missing_database_says_to_set_it_up_and_creates_nothing(
 
 
 def test_an_empty_postgresql_database_is_told_the_same(tmp_path: Path, pg_database: str) -> None:
+    # a process of its own: the exit status 2 reaches the shell through `python -m app`
     result = run_cli(tmp_path, _env(tmp_path, pg_database), "sessions")
     assert result.returncode == 2, result.stderr
     assert "has no tables yet" in result.stderr and "prod-access db upgrade" in result.stderr

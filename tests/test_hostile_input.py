@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from app.policy import PolicyError, load_policy
-from tests.conftest import BOB, LEAD1, BotHarness, run_cli
+from tests.conftest import BOB, LEAD1, BotHarness, run_cli_here
 from tests.fakes.serve import ServeProcess, serve_env
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_requests import select, text_input
@@ -141,7 +141,7 @@ def test_a_ticket_pattern_re2_cannot_run_is_refused_at_start_with_file_line_and_
         load_policy(policy)
     assert str(error.value) == expected
 
-    checked = run_cli(tmp_path, env, "check")
+    checked = run_cli_here(tmp_path, env, "check")
     assert checked.returncode == 1, checked.stdout + checked.stderr
     policy_row = next(row for row in checked.stdout.splitlines() if row.startswith("policy"))
     assert "PROBLEM" in policy_row and policy_row.endswith(expected), checked.stdout

@@ -251,7 +251,7 @@ def test_socket_modes_http_listener_serves_the_webhooks(ib: IncidentBot) -> None
     session = ib.bot.granted("orders-api write 2h PD-4321 mitigate the incident")
     ib.pagerduty.incidents["Q9PD"]["status"] = "resolved"
     server = make_server("127.0.0.1", 0, make_browser_app(ib.bot.bot))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_port}/webhooks/pagerduty"
         body = _pd_resolved("Q9PD", 4321)

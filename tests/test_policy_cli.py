@@ -14,7 +14,7 @@ import pytest
 from app.cli_policy import annotation, check
 from app.policy import PolicyError, load_policy
 from app.policy_check import Finding, check_policy_file
-from tests.conftest import run_cli, run_cli_here
+from tests.conftest import run_cli_here
 
 GOOD = """\
 defaults:
@@ -256,7 +256,7 @@ def test_check_reads_policy_yml_of_the_current_directory_and_nothing_else(
     """No setting, no database, no Slack: a good file prints its summary and exits 0."""
     _write(tmp_path, GOOD)
     (tmp_path / ".env").write_text("PORT=not-a-port\n")  # a broken setting: not read
-    result = run_cli(tmp_path, _env(), "policy", "check")
+    result = run_cli_here(tmp_path, _env(), "policy", "check")
     assert (result.returncode, result.stdout, result.stderr) == (0, "policy.yml: OK\n", "")
     assert not (tmp_path / "prod-access.db").exists()
 

@@ -16,7 +16,7 @@ from app.policy import load_policy
 from app.policy_diff import diff_policies, render
 from app.policy_explain import ExplainDirectory, explain, explain_context
 from app.slack.directory import SlackDirectory
-from tests.conftest import run_cli, run_cli_here
+from tests.conftest import run_cli_here
 from tests.fakes.slack_api import FakeSlack
 
 POLICY = """\
@@ -172,7 +172,9 @@ def test_explain_command_expands_groups_with_a_bot_token(tmp_path: Path, slack: 
     _policy_file(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "POLICY_"))}
     env |= {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_API_URL": slack.url}
-    result = run_cli(tmp_path, env, "policy", "explain", "--user", "U0BOB", "--system", "orders")
+    result = run_cli_here(
+        tmp_path, env, "policy", "explain", "--user", "U0BOB", "--system", "orders"
+    )
     assert result.returncode == 0, result.stderr
     assert "may request:      yes (requesters: U0ALICE, @eng (U0BOB))" in result.stdout
     assert "role deploy (write)" in result.stdout
@@ -252,7 +254,7 @@ def test_diff_of_added_and_removed_systems(tmp_path: Path) -> None:
 def test_diff_command_exit_codes(tmp_path: Path, flag: tuple[str, ...], code: int) -> None:
     _policy_file(tmp_path, POLICY, "old.yml")
     _policy_file(tmp_path, NEW, "new.yml")
-    result = run_cli(tmp_path, dict(os.environ), "policy", "diff", "old.yml", "new.yml", *flag)
+    result = run_cli_here(tmp_path, dict(os.environ), "policy", "diff", "old.yml", "new.yml", *flag)
     assert (result.returncode, result.stdout) == (code, EXPECTED_DIFF)
     same = run_cli_here(tmp_path, dict(os.environ), "policy", "diff", "old.yml", "old.yml", *flag)
     assert (same.returncode, same.stdout) == (0, "no changes in what the policy allows\n")

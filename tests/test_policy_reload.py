@@ -25,7 +25,6 @@ from tests.conftest import (
     LEAD1,
     BotHarness,
     make_settings,
-    run_cli,
     run_cli_here,
     write_policy,
 )
@@ -174,7 +173,7 @@ def test_policy_reload_reaches_both_replicas_within_one_poll_and_is_recorded_onc
         poll.poll_policy_reload(bot.ctx) is None for poll, bot in zip(polls, replicas, strict=True)
     )
 
-    asked = run_cli(tmp_path, env, "policy", "reload")
+    asked = run_cli_here(tmp_path, env, "policy", "reload")
 
     assert asked.returncode == 0, asked.stderr
     assert f"reload 1 requested: sha256 {new}" in asked.stdout
@@ -198,7 +197,7 @@ def test_a_replica_whose_file_differs_refuses_the_request_until_its_file_catches
     polls = [PolicyReloadPoll(one.ctx), PolicyReloadPoll(two.ctx)]
     new = with_deploy_role(Path(one.ctx.settings.policy_file))  # two's copy not updated yet
     env = {**os.environ, "DATABASE_URL": pg_database, "POLICY_FILE": one.ctx.settings.policy_file}
-    assert run_cli(tmp_path, env, "policy", "reload").returncode == 0
+    assert run_cli_here(tmp_path, env, "policy", "reload").returncode == 0
 
     with capture_logs() as logs:
         first, second = (
@@ -226,7 +225,7 @@ def test_policy_reload_refuses_a_file_with_errors_and_requests_nothing(
     policy.write_text(policy.read_text().replace("max_duration: 30m", "max_duration: forever"))
     env = {**os.environ, "DATABASE_URL": url, "POLICY_FILE": str(policy)}
 
-    result = run_cli(tmp_path, env, "policy", "reload")
+    result = run_cli_here(tmp_path, env, "policy", "reload")
 
     assert result.returncode == 1
     assert "policy.yml:" in result.stdout and "max_duration" in result.stdout

@@ -24,7 +24,15 @@ from app.db import transaction
 from app.models import SessionState
 from app.policy import PolicyError, load_policy
 from app.providers.base import build_providers, provider_class
-from tests.conftest import BOB, LEAD1, BotHarness, make_settings, run_cli, write_policy
+from tests.conftest import (
+    BOB,
+    LEAD1,
+    BotHarness,
+    make_settings,
+    run_cli,
+    run_cli_here,
+    write_policy,
+)
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.webhook_receiver import WebhookReceiver
 
@@ -94,8 +102,8 @@ def test_a_fresh_prod_access_process_finds_the_plugin(
     policy = write_policy(tmp_path / "policy.yml", webhook.url, _ledger_system(tmp_path / "l"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_"))}
     env |= {"POLICY_FILE": str(policy), "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
-    assert run_cli(tmp_path, env, "db", "upgrade").returncode == 0
-    result = run_cli(tmp_path, env, "reconcile")
+    assert run_cli_here(tmp_path, env, "db", "upgrade").returncode == 0
+    result = run_cli(tmp_path, env, "reconcile")  # a new process: the plugin found afresh
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
         "checked 0 recently ended access(es) and 0 active session(s): 0 finding(s)"

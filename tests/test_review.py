@@ -137,7 +137,7 @@ def test_review_command_writes_the_report_file(
 ) -> None:
     import os
 
-    from tests.conftest import run_cli
+    from tests.conftest import run_cli_here
 
     _seed_history(bot, webhook)
     env = {
@@ -147,7 +147,7 @@ def test_review_command_writes_the_report_file(
     }
     out = tmp_path / "review.html"
     # the seeded history lies up to 2 h in the (test clock's) future: end the period later
-    result = run_cli(
+    result = run_cli_here(
         tmp_path, env, "review", "--since", "30d", "--until", "2099-01-01", "--format", "html",
         "-o", str(out),
     )  # fmt: skip

@@ -30,7 +30,6 @@ from tests.conftest import (
     SIGNING_SECRET,
     WEBHOOK_SECRET,
     BotHarness,
-    run_cli,
     run_cli_here,
     write_policy,
 )
@@ -65,7 +64,7 @@ def _one_line(stderr: str) -> str:
 def test_serve_stops_on_a_blank_signing_secret_naming_it(
     tmp_path: Path, env: dict[str, str], blank: str
 ) -> None:
-    result = run_cli(tmp_path, {**env, "SLACK_SIGNING_SECRET": blank}, "serve", "--http")
+    result = run_cli_here(tmp_path, {**env, "SLACK_SIGNING_SECRET": blank}, "serve", "--http")
     assert result.returncode == 2
     assert _one_line(result.stderr) == NOT_SET.format("SLACK_SIGNING_SECRET")
 
@@ -74,10 +73,10 @@ def test_serve_stops_on_a_blank_signing_secret_naming_it(
 def test_serve_stops_on_a_blank_bot_token_or_app_token_naming_it(
     tmp_path: Path, env: dict[str, str], blank: str
 ) -> None:
-    result = run_cli(tmp_path, {**env, "SLACK_BOT_TOKEN": blank}, "serve", "--http")
+    result = run_cli_here(tmp_path, {**env, "SLACK_BOT_TOKEN": blank}, "serve", "--http")
     assert result.returncode == 2
     assert _one_line(result.stderr) == NOT_SET.format("SLACK_BOT_TOKEN")
-    result = run_cli(tmp_path, {**env, "SLACK_APP_TOKEN": blank}, "serve", "--socket")
+    result = run_cli_here(tmp_path, {**env, "SLACK_APP_TOKEN": blank}, "serve", "--socket")
     assert result.returncode == 2
     assert _one_line(result.stderr) == NOT_SET.format("SLACK_APP_TOKEN")
 
@@ -86,7 +85,7 @@ def test_serve_stops_on_a_blank_bot_token_or_app_token_naming_it(
 def test_serve_stops_on_a_blank_provider_secret_naming_it(
     tmp_path: Path, env: dict[str, str], blank: str
 ) -> None:
-    result = run_cli(tmp_path, {**env, "TEST_WEBHOOK_SECRET": blank}, "serve", "--http")
+    result = run_cli_here(tmp_path, {**env, "TEST_WEBHOOK_SECRET": blank}, "serve", "--http")
     assert result.returncode == 2
     line = _one_line(result.stderr)
     assert line.startswith(f"prod-access: {env['POLICY_FILE']}:")

@@ -18,7 +18,6 @@ from tests.conftest import (
     BOB,
     LEAD1,
     eventually,
-    run_cli,
     run_cli_here,
 )
 from tests.fakes.serve import ServeProcess, free_port, serve_env
@@ -122,13 +121,13 @@ def test_missing_setting_stops_start_with_one_line_naming_it(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
     env = {k: v for k, v in env.items() if k != "SLACK_SIGNING_SECRET"}
-    result = run_cli(tmp_path, env, "serve", "--http")
+    result = run_cli_here(tmp_path, env, "serve", "--http")
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         "prod-access: SLACK_SIGNING_SECRET is not set (see .env.example)",
         CHECK_HINT,
     ]
-    bad_port = run_cli(tmp_path, {**env, "SLACK_SIGNING_SECRET": "x", "PORT": "http"}, "serve")
+    bad_port = run_cli_here(tmp_path, {**env, "SLACK_SIGNING_SECRET": "x", "PORT": "http"}, "serve")
     assert bad_port.returncode == 2 and "PORT is invalid" in bad_port.stderr
 
 
@@ -140,7 +139,7 @@ def test_bad_policy_stops_start_with_file_line_and_reason(
     text = good.replace("max_duration: 30m", "max_duration: 30 minutes")
     policy.write_text(text)
     line = next(i for i, row in enumerate(text.splitlines(), 1) if "30 minutes" in row)
-    result = run_cli(tmp_path, env, "serve", "--http")
+    result = run_cli_here(tmp_path, env, "serve", "--http")
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         f"prod-access: {policy}:{line}: systems[0].roles[0].max_duration: "
@@ -149,13 +148,13 @@ def test_bad_policy_stops_start_with_file_line_and_reason(
     ]
     policy.write_text(good.replace("provider: webhook", "provider: carrier-pigeon"))
     line = next(i for i, row in enumerate(good.splitlines(), 1) if "provider:" in row)
-    unknown = run_cli(tmp_path, env, "serve", "--http")
+    unknown = run_cli_here(tmp_path, env, "serve", "--http")
     assert unknown.returncode == 2
     assert f"policy.yml:{line}: systems[0].provider: unknown provider 'carrier-pigeon'" in (
         unknown.stderr
     )
     policy.write_text(good.replace("timeout: 10", "timeout: soon"))
-    config = run_cli(tmp_path, env, "serve", "--http")
+    config = run_cli_here(tmp_path, env, "serve", "--http")
     assert config.returncode == 2 and "systems[0].config.timeout" in config.stderr
 
 
@@ -230,7 +229,7 @@ def test_serve_prints_every_start_up_problem_at_once_and_points_to_check(
     policy.write_text(text)
     line = next(i for i, row in enumerate(text.splitlines(), 1) if "30 minutes" in row)
     env = {**_without(env, "SLACK_SIGNING_SECRET", "DATABASE_URL"), "PORT": "http"}
-    result = run_cli(tmp_path, env, "serve")
+    result = run_cli_here(tmp_path, env, "serve")
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         "prod-access: PORT is invalid: "
@@ -254,7 +253,7 @@ def test_serve_refuses_on_call_auto_approval_without_a_pagerduty_token_as_check_
             "{id: write, grant: orders-admin, max_duration: 2h, auto_approve_oncall: PSCHED1}",
         )
     )
-    result = run_cli(tmp_path, _without(env, "PAGERDUTY_TOKEN", "DATABASE_URL"), "serve")
+    result = run_cli_here(tmp_path, _without(env, "PAGERDUTY_TOKEN", "DATABASE_URL"), "serve")
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         "prod-access: PAGERDUTY_TOKEN is not set, but auto_approve_oncall is used "
@@ -268,7 +267,7 @@ def test_a_missing_policy_file_says_to_copy_the_example(
 ) -> None:
     here = tmp_path / "fresh-clone"
     here.mkdir()
-    result = run_cli(here, _without(env, "POLICY_FILE", "DATABASE_URL"), "serve", "--http")
+    result = run_cli_here(here, _without(env, "POLICY_FILE", "DATABASE_URL"), "serve", "--http")
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         "prod-access: policy.yml: cannot read policy file: No such file or directory; "
@@ -284,7 +283,7 @@ def test_a_bot_token_slack_refuses_stops_serve_with_one_line_naming_it(
 ) -> None:
     """Not a bot that starts and answers the first slash command with HTTP 500."""
     slack.fail("auth.test", error)
-    result = run_cli(tmp_path, _without(env, "DATABASE_URL"), "serve", "--http")
+    result = run_cli_here(tmp_path, _without(env, "DATABASE_URL"), "serve", "--http")
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         f"prod-access: Slack answered {error}: check SLACK_BOT_TOKEN"
@@ -298,7 +297,9 @@ def test_a_slack_api_url_nobody_answers_stops_serve_with_one_line_naming_it_and_
     tmp_path: Path, env: dict[str, str]
 ) -> None:
     url = f"http://127.0.0.1:{free_port()}/api/"
-    result = run_cli(tmp_path, {**_without(env, "DATABASE_URL"), "SLACK_API_URL": url}, "serve")
+    result = run_cli_here(
+        tmp_path, {**_without(env, "DATABASE_URL"), "SLACK_API_URL": url}, "serve"
+    )
     assert result.returncode == 2
     [line] = result.stderr.splitlines()
     assert line.startswith(f"prod-access: Slack unreachable at {url}: ")

@@ -30,7 +30,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import Server, ServerConnection, serve
 
 from tests.blocks_helpers import offers
-from tests.conftest import BOB, LEAD1, WEBHOOK_SECRET, eventually, run_cli, write_policy
+from tests.conftest import BOB, LEAD1, WEBHOOK_SECRET, eventually, run_cli_here, write_policy
 from tests.fakes.serve import free_port
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_requests import SlackSender
@@ -473,7 +473,7 @@ def test_serve_socket_without_app_token_says_which_variable(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
     env = {k: v for k, v in env.items() if k != "SLACK_APP_TOKEN"}
-    result = run_cli(tmp_path, env, "serve", "--socket")
+    result = run_cli_here(tmp_path, env, "serve", "--socket")
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines() == [
         "prod-access: SLACK_APP_TOKEN is not set (see .env.example)",
@@ -494,7 +494,7 @@ def test_a_token_slack_refuses_stops_socket_mode_with_one_line_and_no_database(
 ) -> None:
     slack.fail(method, error)
     env = {k: v for k, v in env.items() if k != "DATABASE_URL"}
-    result = run_cli(tmp_path, env, "serve")
+    result = run_cli_here(tmp_path, env, "serve")
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     [line] = result.stderr.splitlines()
@@ -508,11 +508,11 @@ def test_a_failed_socket_mode_start_leaves_a_database_that_was_there(
     tmp_path: Path, env: dict[str, str], slack: FakeSlack
 ) -> None:
     """Only the file this start created is removed: never one that holds sessions."""
-    assert run_cli(tmp_path, env, "db", "upgrade").returncode == 0
+    assert run_cli_here(tmp_path, env, "db", "upgrade").returncode == 0
     database = Path(env["DATABASE_URL"].removeprefix("sqlite:///"))
     before = database.stat().st_size
     slack.fail("apps.connections.open", "invalid_auth")
-    result = run_cli(tmp_path, env, "serve", "--socket")
+    result = run_cli_here(tmp_path, env, "serve", "--socket")
     assert result.returncode == 2, result.stderr
     assert database.exists() and database.stat().st_size >= before
 
@@ -521,7 +521,7 @@ def test_socket_mode_with_slack_unreachable_is_one_line_naming_slack_api_url(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
     url = f"http://127.0.0.1:{free_port()}/api/"
-    result = run_cli(tmp_path, {**env, "SLACK_API_URL": url}, "serve", "--socket")
+    result = run_cli_here(tmp_path, {**env, "SLACK_API_URL": url}, "serve", "--socket")
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     [line] = result.stderr.splitlines()

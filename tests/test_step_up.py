@@ -13,7 +13,7 @@ from app import clock
 from app.db import transaction
 from app.models import RequestState, SessionState
 from app.review import build_review, render_markdown
-from tests.conftest import ALICE, run_cli, run_cli_here
+from tests.conftest import ALICE, run_cli_here
 from tests.fakes.serve import serve_env
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.step_up import (
@@ -144,7 +144,7 @@ def test_serve_refuses_to_start_when_step_up_has_no_oidc_settings(
     write_step_up_policy(Path(env["POLICY_FILE"]), webhook.url)
     env = {k: v for k, v in env.items() if not k.startswith(("OIDC_", "PUBLIC_URL"))}
     env["OIDC_CLIENT_ID"] = CLIENT_ID_ONLY
-    done = run_cli(tmp_path, env, "serve", "--http")
+    done = run_cli_here(tmp_path, env, "serve", "--http")
     assert done.returncode == 2, done.stderr
     assert (
         "prod-access: step_up is used in the policy, but PUBLIC_URL, OIDC_ISSUER, "

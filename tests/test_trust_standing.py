@@ -21,7 +21,7 @@ from app.models import AccessSession, EndReason, SessionState
 from app.policy import PolicyError
 from app.runtime import build_bot
 from tests.blocks_helpers import offers, shows
-from tests.conftest import BOB, LEAD1, WEBHOOK_SECRET, BotHarness, make_settings, run_cli
+from tests.conftest import BOB, LEAD1, WEBHOOK_SECRET, BotHarness, make_settings, run_cli_here
 from tests.fakes.policy import write_policy
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.webhook_receiver import WebhookReceiver
@@ -199,7 +199,7 @@ def test_check_shows_the_stranded_sessions_as_a_problem(
         "SLACK_BOT_TOKEN": "xoxb-test-token",
         "SLACK_SIGNING_SECRET": "8f742231b10e8888abcd99yyyzzz85a5",
     }
-    result = run_cli(tmp_path, env, "check")
+    result = run_cli_here(tmp_path, env, "check")
     assert result.returncode == 1, result.stdout + result.stderr
     [line] = [row for row in result.stdout.splitlines() if row.startswith("open sessions")]
     assert "PROBLEM" in line and session.id in line and "prod-access revoke" in line
@@ -213,13 +213,13 @@ def test_revoke_ends_a_stranded_session_with_the_old_policy_then_serve_starts(
 ) -> None:
     bot, session, new_policy = stranded
     env = _cli_env(tmp_path, slack, new_policy)
-    refused = run_cli(tmp_path, env, "revoke", session.id)
+    refused = run_cli_here(tmp_path, env, "revoke", session.id)
     assert refused.returncode == 2
     assert "--policy" in refused.stderr and "orders-api" in refused.stderr
     assert bot.session_for(session.request_id).state == SessionState.active
 
     old_policy = write_policy(tmp_path / "old-policy.yml", webhook.url)
-    done = run_cli(tmp_path, env, "revoke", session.id, "--policy", str(old_policy))
+    done = run_cli_here(tmp_path, env, "revoke", session.id, "--policy", str(old_policy))
     assert done.returncode == 0, done.stderr
     assert bot.session_for(session.request_id).state == SessionState.ended
     assert webhook.held() == set()

@@ -6,7 +6,10 @@ Rules it relies on:
 - `initdb` and `postgres` refuse to run as root, so as root they run as the `postgres` system
   user (created if missing), and every directory they touch must be reachable by that user;
 - `postgres_or_skip` skips when PostgreSQL is absent, except under `CI=true`, where a missing
-  or broken server fails the run instead of silently dropping tests.
+  or broken server fails the run instead of silently dropping tests;
+- the cluster lives in memory (/dev/shm) when there is room there: on this machine's disk a
+  CREATE DATABASE (a copy of some 8 MB of files, one for nearly every PostgreSQL test) took
+  about half a second, in memory a twentieth of that.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from psycopg import sql
 PG_USER = "postgres"
 LOG_TAIL_LINES = 40
 COMMAND_TIMEOUT_SECONDS = 120
+MEMORY_DIR = Path("/dev/shm")
+MEMORY_DIR_ROOM = 2 * 1024**3  # a run's clusters take some hundreds of MB; keep well clear
 
 
 class PostgresStartError(RuntimeError):
@@ -89,6 +94,17 @@ def _ensure_postgres_user() -> pwd.struct_passwd:
     return pwd.getpwnam(PG_USER)
 
 
+def _in_memory_dir() -> Path | None:
+    """/dev/shm when it is there, writable and has room (MEMORY_DIR_ROOM free), else None."""
+    try:
+        stats = os.statvfs(MEMORY_DIR)
+    except OSError:
+        return None
+    if not os.access(MEMORY_DIR, os.W_OK | os.X_OK):
+        return None
+    return MEMORY_DIR if stats.f_bavail * stats.f_frsize >= MEMORY_DIR_ROOM else None
+
+
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -122,9 +138,11 @@ class PostgresServer:
             raise PostgresStartError("PostgreSQL server binaries (initdb, pg_ctl) not found")
         base_dir = Path(base_dir).resolve()
         base_dir.mkdir(parents=True, exist_ok=True)
-        if self._as_root and not _reachable_by_others(base_dir):
-            # e.g. pytest's /tmp/pytest-of-root is 0700: the postgres user could not enter it.
-            self._own_tmp_dir = Path(tempfile.mkdtemp(prefix="prod-access-pg-"))
+        in_memory = _in_memory_dir()
+        if in_memory is not None or (self._as_root and not _reachable_by_others(base_dir)):
+            # In memory if it can be; else a directory the postgres user can enter (pytest's
+            # /tmp/pytest-of-root is 0700).
+            self._own_tmp_dir = Path(tempfile.mkdtemp(prefix="prod-access-pg-", dir=in_memory))
             self._own_tmp_dir.chmod(0o755)
             base_dir = self._own_tmp_dir
         work_dir = Path(tempfile.mkdtemp(prefix="cluster-", dir=base_dir))

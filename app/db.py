@@ -189,6 +189,33 @@ def advisory_lock(engine: Engine, key: int, *, wait: bool = True) -> Iterator[Co
 
 
 @contextmanager
+def advisory_locks(engine: Engine, keys: list[int]) -> Iterator[tuple[Connection, set[int]]]:
+    """`advisory_lock` for many keys at once, without waiting: yields the connection (from the
+    same pool) and the keys it got; keys someone else holds are left out. The caller may
+    release some early (`pg_advisory_unlock` on the connection); whatever is still held is
+    released after the block, and if that fails the connection is thrown away."""
+    with _lock_pool(engine).connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        taken = set(
+            connection.scalars(
+                text(
+                    "SELECT k FROM unnest(CAST(:keys AS bigint[])) AS k"
+                    " WHERE pg_try_advisory_lock(k)"
+                ),
+                {"keys": keys},
+            )
+        )
+        try:
+            yield connection, taken
+        finally:
+            try:
+                connection.execute(select(func.pg_advisory_unlock_all()))
+            except Exception:
+                log.warning("advisory_unlock_failed", keys=len(keys), exc_info=True)
+                connection.invalidate()
+
+
+@contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error."""
     with factory() as db, db.begin():

@@ -72,9 +72,16 @@ class Settings(BaseSettings):
 
     # --- Timers ---
     expiry_interval_seconds: float = Field(default=1.0, gt=0, le=60)
-    # 0: chosen for the database (128 on SQLite; 16 on PostgreSQL, where each call in flight
-    # holds a connection for its advisory lock)
-    sweep_workers: int = Field(default=0, ge=0, le=256)
+    # Sessions are claimed (`revoking`, audited `expired`) this long before their end, and the
+    # provider is called at the end, never before (app/jobs/expire.py)
+    expiry_lead_seconds: float = Field(default=1.0, ge=0, le=10)
+    # A burst's revokes may start up to this long before their sessions end, by as much as
+    # the revokes queued in the burst take to send, so that access ends by `expires_at`; one
+    # session alone is revoked at its end (app/jobs/burst.py). 0: never before the end
+    expiry_revoke_ahead_seconds: float = Field(default=0.5, ge=0, le=5)
+    # 0: chosen for the database (256 on SQLite; on PostgreSQL 256 too, where a burst's calls
+    # hold one connection for their advisory locks and the calls that wait their turn 16 at most)
+    sweep_workers: int = Field(default=0, ge=0, le=1024)
     reminder_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
     revoke_retry_base_seconds: float = Field(default=5.0, gt=0)
     revoke_retry_max_seconds: float = Field(default=300.0, gt=0)
@@ -204,7 +211,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _sweep_workers_for_database(self) -> Settings:
         if self.sweep_workers == 0:
-            self.sweep_workers = 128 if self.database_url.startswith("sqlite") else 16
+            self.sweep_workers = 256
         return self
 
     @model_validator(mode="after")

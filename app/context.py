@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -101,6 +102,9 @@ class AppContext:
         self._in_force = PolicyInForce(policy, providers, policy_sha256, trackers)
         #: Held by a reload from its validation to its swap: one reload at a time.
         self.reloading = threading.Lock()
+        #: Told when a session's end is set (a grant committed), so the expiry timer can run in
+        #: time for it (app/jobs/scheduler.py sets it when the timers start).
+        self.expiry_set: Callable[[datetime], None] | None = None
         db.configure(info={**(db.kw.get("info") or {}), POLICY_IN_FORCE: self})
 
     @property

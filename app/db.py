@@ -189,6 +189,33 @@ def advisory_lock(engine: Engine, key: int, *, wait: bool = True) -> Iterator[Co
 
 
 @contextmanager
+def advisory_locks(engine: Engine, keys: list[int]) -> Iterator[tuple[Connection, set[int]]]:
+    """`advisory_lock` for many keys at once, without waiting: yields the connection (from the
+    same pool) and the keys it got; keys someone else holds are left out. The caller may
+    release some early (`pg_advisory_unlock` on the connection); whatever is still held is
+    released after the block, and if that fails the connection is thrown away."""
+    with _lock_pool(engine).connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        taken = set(
+            connection.scalars(
+                text(
+                    "SELECT k FROM unnest(CAST(:keys AS bigint[])) AS k"
+                    " WHERE pg_try_advisory_lock(k)"
+                ),
+                {"keys": keys},
+            )
+        )
+        try:
+            yield connection, taken
+        finally:
+            try:
+                connection.execute(select(func.pg_advisory_unlock_all()))
+            except Exception:
+                log.warning("advisory_unlock_failed", keys=len(keys), exc_info=True)
+                connection.invalidate()
+
+
+@contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error."""
     with factory() as db, db.begin():
@@ -225,14 +252,31 @@ PENDING_INSERTS = "prod_access.pending_inserts"
 
 
 def insert_values(db: Session, table: Table, values: dict[str, Any]) -> None:
-    """INSERT one row of `table` in the session's transaction: now, or, in a group commit's
-    batch, with the batch's other rows of that table in one executemany just before the commit
-    (what runs in a batch never reads back a row it inserted)."""
+    """INSERT one row of `table` in the session's transaction: now, or, inside
+    `inserts_together`, with the block's other rows of that table in one executemany at its end."""
     pending: dict[Table, list[dict[str, Any]]] | None = db.info.get(PENDING_INSERTS)
     if pending is None:
         db.connection().execute(_insert_into(table), values)
     else:
         pending.setdefault(table, []).append(values)
+
+
+@contextmanager
+def inserts_together(db: Session) -> Iterator[None]:
+    """The rows `insert_values` (`insert_row`, `audit.record`) is given in the block, in the
+    caller's transaction, are inserted at its end, one executemany per table, rather than one
+    INSERT each (the expiry sweep records hundreds of events at a time; a group commit's batch
+    many requests). Nothing in the block may read back a row it inserted. Inside another such
+    block, the outer one inserts them."""
+    if db.info.get(PENDING_INSERTS) is not None:
+        yield
+        return
+    db.info[PENDING_INSERTS] = {}
+    try:
+        yield
+        insert_pending(db)
+    finally:
+        db.info.pop(PENDING_INSERTS, None)
 
 
 def insert_pending(db: Session) -> None:

@@ -38,7 +38,7 @@ from typing import Any, Generic, TypeVar
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import PENDING_INSERTS, insert_pending, transaction
+from app.db import inserts_together, transaction
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -131,12 +131,9 @@ class GroupCommit:
 
     def _commit(self, batch: list[_Write[Any]]) -> None:
         try:
-            with transaction(self._factory) as db:
-                db.info[PENDING_INSERTS] = {}  # rows of one table go in one executemany
-                for item in batch:
+            with transaction(self._factory) as db, inserts_together(db):
+                for item in batch:  # the rows of one table go in one executemany, at the end
                     item.run(db)
-                insert_pending(db)
-                del db.info[PENDING_INSERTS]
         except BaseException as exc:
             if len(batch) == 1:
                 batch[0].error = exc

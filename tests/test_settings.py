@@ -72,8 +72,8 @@ def test_tokens_and_secrets_never_reach_a_log_line(capsys: pytest.CaptureFixture
 @pytest.mark.parametrize(
     ("env", "workers"),
     [
-        ({}, 128),  # SQLite: one process, no connection per call
-        ({"DATABASE_URL": "postgresql://bot@db/prod_access"}, 16),  # a connection per call
+        ({}, 256),  # SQLite
+        ({"DATABASE_URL": "postgresql://bot@db/prod_access"}, 256),  # one connection per burst
         ({"DATABASE_URL": "postgresql://bot@db/prod_access", "SWEEP_WORKERS": "40"}, 40),
     ],
 )

@@ -7,27 +7,30 @@ replica at once, against one PostgreSQL:
   LOCKED (rows another replica is claiming right now are skipped, not waited for), moves each to
   its claimed state and commits: an expiring session is ended exactly as "End access now" ends
   it (`start_ending`: `revoking`, audited `expired`), a due retry or an abandoned intent gets a
-  fresh lease. Then the provider calls run on a thread pool (SWEEP_WORKERS), each recording its
-  outcome in one transaction, through the same operations the buttons use.
+  fresh lease. Then the provider calls run on a pool of SWEEP_WORKERS threads (burst.py), and
+  the outcomes are recorded a batch at a time, through the same operations the buttons use.
+- Ahead of time. Sessions expiring within EXPIRY_LEAD_SECONDS are claimed already, so that a
+  burst's claims are committed, its locks taken and its calls queued when it falls due; the
+  provider is called at `expires_at`, or for a burst up to EXPIRY_REVOKE_AHEAD_SECONDS before
+  it, by as much as the revokes queued with it take to send (burst.py), so that access ends on
+  time. An extension approved within the lead finds the session ending, and is refused.
 - A claim is a lease (INTENT_LEASE): a session another worker has claimed is not due until the
   lease runs out, which is how the work of a replica that died mid-call is finished by another.
 - Each query reads an index ((state, expires_at), (state, next_attempt_at)), so a sweep costs
   what is due, not how many sessions exist.
-- A sweep claims no more than its workers can start at once and claims again once a quarter of
-  them are free, so a burst is shared between replicas and no claim waits in a queue for its
-  lease to run out; outcomes are recorded a batch at a time (claiming or recording every freed
-  slot on its own would cost a transaction per session).
-- The scheduler runs the sweep when the next session falls due, not only every tick (see
-  scheduler.py), so a burst starts on time.
+- A sweep claims a quarter of its workers' worth per transaction, up to four times its workers
+  in hand, and claims again as that drains; replicas sweeping at once share a burst.
+- The scheduler runs the sweep when the next session falls due (less the lead), not only every
+  tick, and a grant that commits wakes it (see scheduler.py), so a burst starts on time.
 
 On SQLite the database's write lock serializes the claims; one process is the supported set-up.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -37,21 +40,20 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from app import audit, clock
 from app.context import AppContext
-from app.db import is_postgres, reading, transaction
+from app.db import inserts_together, is_postgres, reading, transaction
+from app.jobs.burst import Burst
 from app.jobs.safely import safely
 from app.models import AccessRequest, AccessSession, EndReason, RequestState, SessionState
 from app.operations.common import INTENT_LEASE
-from app.operations.end_session import (
-    RevokeOutcome,
-    call_revoke,
-    claim_revoke,
-    record_revokes,
-    start_ending,
-)
+from app.operations.end_session import claim_revoke, start_ending
 from app.operations.grant_session import confirm_grant, grant_session
 from app.operations.request_access import submit_request
 
 log = structlog.get_logger(__name__)
+#: Sessions a sweep holds claimed and unfinished, per worker: enough for a burst claimed ahead
+#: (EXPIRY_LEAD_SECONDS) to wait for its end with every call ready, few enough that replicas
+#: share a larger one.
+CLAIMED_PER_WORKER = 4
 
 #: What is due, by the kind of claim: (states, the time column that says when).
 DUE: dict[str, tuple[tuple[SessionState, ...], InstrumentedAttribute[Any]]] = {
@@ -116,12 +118,13 @@ def next_due_at(ctx: AppContext) -> datetime | None:
     return min((t for t in times if t is not None), default=None)
 
 
-def claim_due_sessions(ctx: AppContext, limit: int) -> Claims:
-    """Claim up to `limit` due sessions in one transaction (see the module docstring)."""
+def claim_due_sessions(ctx: AppContext, limit: int, lead: timedelta = timedelta(0)) -> Claims:
+    """Claim up to `limit` due sessions in one transaction (see the module docstring); with a
+    `lead`, sessions expiring within it are claimed too (their revoke waits for their end)."""
     claims = Claims()
-    with transaction(ctx.db) as db:
+    with transaction(ctx.db) as db, inserts_together(db):
         now = clock.now()
-        for session in db.scalars(due_sessions("expired", now, limit)):
+        for session in db.scalars(due_sessions("expired", now + lead, limit)):
             start_ending(db, session, EndReason.expired, audit.SYSTEM_ACTOR)
             claims.expired.append(session)
         if len(claims) < limit:
@@ -139,66 +142,43 @@ def claim_due_sessions(ctx: AppContext, limit: int) -> Claims:
     return claims
 
 
+def lead_of(ctx: AppContext) -> timedelta:
+    """How long before their end expiring sessions are claimed (EXPIRY_LEAD_SECONDS, and at
+    least EXPIRY_REVOKE_AHEAD_SECONDS)."""
+    settings = ctx.settings
+    return timedelta(
+        seconds=max(settings.expiry_lead_seconds, settings.expiry_revoke_ahead_seconds)
+    )
+
+
 def expire_due_sessions(ctx: AppContext) -> SweepResult:
-    """One sweep: claim what is due, a batch at a time, until nothing is left. Provider calls
-    for different sessions run side by side, so a thousand sessions expiring in the same second
-    are not revoked one after another; calls for the same access still queue (holder_lock)."""
+    """One sweep: claim what is due, a batch at a time, until nothing is left (see burst.py for
+    how the calls are made). Sessions expiring within EXPIRY_LEAD_SECONDS are claimed now and
+    revoked at their end, so that a burst's claims are committed before it falls due."""
     result = SweepResult()
     workers = ctx.settings.sweep_workers
-    batch = max(1, workers // 4)  # claim and record at least this many at a time
-    claims = claim_due_sessions(ctx, workers)
+    most = workers * CLAIMED_PER_WORKER  # claimed and not finished, at most
+    chunk = max(1, workers // 4)  # per claiming transaction: replicas claiming at once share
+    lead = lead_of(ctx)
+    claims = claim_due_sessions(ctx, chunk, lead)
     if not claims:
         return result
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sweep") as pool:
-        running: set[Future[Any]] = set()  # revokes give outcomes; grants and checks none
-        outcomes: list[RevokeOutcome] = []
-
-        def collect(block: bool) -> None:
-            """Take the outcomes of the calls that came back (waiting for one if `block`)."""
-            nonlocal running
-            done, running = wait(running, timeout=None if block else 0, return_when=FIRST_COMPLETED)
-            outcomes.extend(o for f in done if isinstance(o := f.result(), RevokeOutcome))
-
-        def record() -> None:
-            """Record the outcomes taken so far, together: one transaction for the batch."""
-            if outcomes:
-                batch_of = outcomes[:]
-                outcomes.clear()
-                safely(
-                    "sweep",
-                    partial(record_revokes, ctx, batch_of),
-                    session_id=batch_of[0].session_id,
-                )
-
+    with Burst(ctx, workers) as burst:
         while claims:
             result.expired += [s.id for s in claims.expired]
             result.retried += [s.id for s in claims.retried]
             result.resumed += [s.id for s in claims.resumed]
             result.unconfirmed += [s.id for s in claims.unconfirmed]
-            running |= {
-                pool.submit(safely, "sweep", partial(call_revoke, ctx, s), session_id=s.id)
-                for s in claims.expired + claims.retried
-            }
-            running |= {
-                pool.submit(safely, "sweep", partial(grant_session, ctx, s.id), session_id=s.id)
-                for s in claims.resumed
-            }
-            running |= {
-                pool.submit(safely, "sweep", partial(confirm_grant, ctx, s.id), session_id=s.id)
-                for s in claims.unconfirmed
-            }
-            collect(block=False)
-            # The next batch is claimed when a batch's worth of workers is free to start it.
-            while len(running) > workers - batch:
-                collect(block=True)
-            record()
-            # What fell due meanwhile is claimed now; once nothing is, the sweep only finishes
-            # what it started (the next sweep, if the timers still run, takes what comes).
-            claims = claim_due_sessions(ctx, workers - len(running))
-        while running:
-            collect(block=True)
-            if len(outcomes) >= batch or not running:
-                record()
+            others: list[tuple[str, Callable[[], object]]] = [
+                (s.id, partial(grant_session, ctx, s.id)) for s in claims.resumed
+            ]
+            others += [(s.id, partial(confirm_grant, ctx, s.id)) for s in claims.unconfirmed]
+            burst.start(claims.expired + claims.retried, others)
+            # The next batch is claimed when there is room for a batch's worth; what fell due
+            # meanwhile is claimed then. Once nothing is, the sweep finishes what it started
+            # (the next sweep, if the timers still run, takes what comes).
+            burst.settle(most - burst.batch)
+            claims = claim_due_sessions(ctx, min(chunk, most - burst.pending), lead)
     return result
 
 

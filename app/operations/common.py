@@ -11,17 +11,20 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection
+import structlog
+from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.context import AppContext
-from app.db import advisory_lock, database_of, is_postgres, lock_key, reading
+from app.db import advisory_lock, advisory_locks, database_of, is_postgres, lock_key, reading
 from app.models import AccessRequest, AccessSession
 from app.operations import people
 from app.operations.errors import NotAllowed, NotFound
 from app.providers.base import AccessGrant, Provider
 from app.text import short
 
+log = structlog.get_logger(__name__)
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
 #: How long a `granting`/`revoking` intent may stand before a sweep takes it over (a crash).
 INTENT_LEASE = timedelta(minutes=2)
@@ -109,7 +112,7 @@ def holder_lock(session: AccessSession) -> Iterator[Connection | None]:
     queue too. Yields the connection that holds the advisory lock (None on SQLite, which has
     one process): a caller that reads the database meanwhile can use it rather than a second
     connection."""
-    key = (session.system_id, session.identity or "", session.grant_name)
+    key = _holder_key(session)
     with _locks_guard:
         lock = _locks.setdefault(key, threading.Lock())
     with lock:
@@ -119,6 +122,84 @@ def holder_lock(session: AccessSession) -> Iterator[Connection | None]:
             return
         with advisory_lock(engine, lock_key("holder", *key)) as connection:
             yield connection
+
+
+class HeldAccess:
+    """What `holder_locks` took: `taken`, the sessions whose access this worker now holds;
+    `left`, those whose access someone else holds (or an earlier session of the batch has the
+    same access), for `holder_lock`, which waits; `connection`, the one holding the advisory
+    locks (None on SQLite). `release` lets one session's access go, from any thread."""
+
+    def __init__(self) -> None:
+        self.taken: list[AccessSession] = []
+        self.left: list[AccessSession] = []
+        self.connection: Connection | None = None
+        self._thread_locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()  # also serializes the use of `connection`
+
+    def release(self, session: AccessSession) -> None:
+        """Let the session's access go now (someone may be waiting for it): on PostgreSQL its
+        advisory lock too, on the batch's connection. If that fails, the lock is let go with
+        the others at the end of the batch."""
+        with self._guard:
+            lock = self._thread_locks.pop(session.id, None)
+            if lock is not None and self.connection is not None:
+                key = lock_key("holder", *_holder_key(session))
+                try:
+                    self.connection.execute(select(func.pg_advisory_unlock(key)))
+                except SQLAlchemyError:
+                    log.warning("advisory_unlock_failed", key=key, exc_info=True)
+        if lock is not None:
+            lock.release()
+
+    def _release_all(self) -> None:
+        with self._guard:
+            locks, self._thread_locks = list(self._thread_locks.values()), {}
+        for lock in locks:
+            lock.release()
+
+
+@contextmanager
+def holder_locks(sessions: list[AccessSession]) -> Iterator[HeldAccess]:
+    """`holder_lock` for a batch of sessions, taken at once and without waiting: the expiry
+    sweep's burst takes the thread locks, and on PostgreSQL the advisory locks in one statement
+    on one connection, rather than a connection per provider call in flight. What is still
+    held after the block is released then."""
+    held = HeldAccess()
+    seen: set[tuple[str, str, str]] = set()
+    for session in sessions:
+        key = _holder_key(session)
+        if key in seen or session.identity is None:
+            held.left.append(session)
+            continue
+        seen.add(key)
+        with _locks_guard:
+            lock = _locks.setdefault(key, threading.Lock())
+        if lock.acquire(blocking=False):
+            held.taken.append(session)
+            held._thread_locks[session.id] = lock
+        else:
+            held.left.append(session)
+    engine = database_of(held.taken[0]) if held.taken else None
+    try:
+        if engine is None or not is_postgres(engine):
+            yield held
+            return
+        keys = {lock_key("holder", *_holder_key(s)): s for s in held.taken}
+        with advisory_locks(engine, list(keys)) as (connection, got):
+            for number, session in keys.items():
+                if number not in got:  # another replica is calling the provider for it
+                    held._thread_locks.pop(session.id).release()
+                    held.taken.remove(session)
+                    held.left.append(session)
+            held.connection = connection
+            yield held
+    finally:
+        held._release_all()
+
+
+def _holder_key(session: AccessSession) -> tuple[str, str, str]:
+    return (session.system_id, session.identity or "", session.grant_name)
 
 
 def backoff(attempts: int, base: float, cap: float) -> timedelta:

@@ -83,6 +83,8 @@ def grant_session(ctx: AppContext, session_id: str) -> AccessSession:
         else:
             _record_not_granted(db, ctx, session, outcome, error or "unknown error")
     if session.state == SessionState.active:
+        if ctx.expiry_set is not None and session.expires_at is not None:
+            ctx.expiry_set(session.expires_at)  # committed: the expiry timer can see it
         ctx.notify.session_granted(session)
         comment_on_ticket(ctx, session, TicketEvent.granted)
         if session.request.review_state == ReviewState.flagged:

@@ -6,6 +6,9 @@ Headers: X-Prod-Access-Timestamp, X-Prod-Access-Signature: sha256=<hex HMAC-SHA2
 "<timestamp>.<body>">, and Idempotency-Key: <session_id>:<action>, so the receiver can drop a
 repeat. 2xx is success; anything else, or a timeout, is a failure. A "check" is answered with
 2xx and `{"present": true|false}`: does the user hold the grant right now?
+
+Calls reuse HTTP/1.1 connections to the endpoint (`rest.KeepAlive`): the expiry sweep sends a
+revoke and a check for each of hundreds of sessions in a burst.
 """
 
 from __future__ import annotations
@@ -39,12 +42,12 @@ class WebhookProvider:
     def __init__(self, config: WebhookConfig) -> None:
         self.config = config
         self._secret = env_secret(config.secret_env)
+        self._http = rest.KeepAlive("webhook")
 
     def _post(self, action: str, access: AccessGrant) -> rest.Answer:
         body = json.dumps(payload(action, access), separators=(",", ":")).encode()
         timestamp = str(int(time.time()))
-        answer = rest.send(
-            "webhook",
+        answer = self._http.send(
             "POST",
             str(self.config.url),
             data=body,

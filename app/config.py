@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     expiry_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     # Sessions are claimed (`revoking`, audited `expired`) this long before their end, and the
     # provider is called at the end, never before (app/jobs/expire.py)
-    expiry_lead_seconds: float = Field(default=1.0, ge=0, le=10)
+    expiry_lead_seconds: float = Field(default=2.0, ge=0, le=10)
     # A burst's revokes may start up to this long before their sessions end, by as much as
     # the revokes queued in the burst take to send, so that access ends by `expires_at`; one
     # session alone is revoked at its end (app/jobs/burst.py). 0: never before the end

@@ -3,7 +3,9 @@ threads, arranged so that a burst of sessions ending together reaches the provid
 
 - Revokes first. A verified revoke is two calls (revoke, then check), and the revoke is what
   ends the access: every revoke waiting to be sent goes before any check or grant (a priority
-  queue), so a thousand revokes go out in ⌈1000 / workers⌉ provider round trips, not twice that.
+  queue), so a thousand revokes go out in ⌈1000 / workers⌉ provider round trips, not twice that;
+  and the checks are sent once every revoke of the burst has been answered, so that at the
+  provider they do not compete with the last revokes.
 - No database on the way. The holder locks of a claimed batch are taken at once
   (`holder_locks`: on PostgreSQL one statement on one connection, not a connection per call in
   flight), "does anyone else hold this access" is asked once for the batch under them
@@ -30,9 +32,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from app import clock, metrics
 from app.context import AppContext
 from app.jobs.safely import safely
-from app.models import AccessSession
+from app.models import AccessSession, EndReason
 from app.operations.common import HeldAccess, access_of, holder_locks, provider_for
 from app.operations.end_session import (
+    LONGEST_LEAD_SECONDS,
     RevokeOutcome,
     call_revoke,
     not_before_its_end,
@@ -136,10 +139,14 @@ class Burst:
         self._pool = pool_of("burst", workers)
         self._ordinary = pool_of("ordinary", ORDINARY_WORKERS)
         self._locks = ExitStack()
-        self._changed = threading.Condition()
+        lock = threading.Lock()
+        self._changed = threading.Condition(lock)  # a session finished
+        self._queued = threading.Condition(lock)  # more revokes were queued
         self._outcomes: list[RevokeOutcome] = []
         self._pending = 0  # sessions started and not finished
         self._revokes_waiting = 0  # revokes not sent yet
+        self._revokes_sent = 0  # revokes sent and not answered yet
+        self._checks: list[Callable[[], object]] = []  # to queue once no revoke is left
 
     def __enter__(self) -> Burst:
         return self
@@ -173,6 +180,8 @@ class Burst:
                 with self._changed:
                     self._revokes_waiting += 1
                 self._pool.submit(REVOKE, partial(self._guarded, session, self._revoke, held))
+            with self._queued:
+                self._queued.notify_all()  # those waiting for their turn look again
             for session in held.left:  # waits its turn for the access: the ordinary path
                 self._ordinary.submit(LATER, partial(self._guarded, session, self._slow_path, held))
         for session_id, work in others:
@@ -232,24 +241,64 @@ class Burst:
             self._finish(outcome if isinstance(outcome, RevokeOutcome) else None)
 
     def _revoke(self, session: AccessSession, held: HeldAccess) -> RevokeOutcome | _Queued:
-        """The revoke call, at `expires_at` (never before); then its check is queued."""
+        """The revoke call, in its turn (`_wait_turn`); then its check, once every revoke of
+        the burst has been sent and answered (`_checks_after`)."""
         try:
-            with self._changed:  # early by what the revokes queued with it take to send
-                early = min(self._ahead, SEND_SECONDS * (self._revokes_waiting - 1))
-            not_before_its_end(session, early)
-        finally:
-            with self._changed:
-                self._revokes_waiting -= 1
+            self._wait_turn(session)
+        except BaseException:
+            self._checks_after(None, sent=False)
+            raise
+        with self._changed:
+            self._revokes_waiting -= 1
+            self._revokes_sent += 1
         started = time.perf_counter()
+        check: Callable[[], object] | None = None
         try:
             provider = provider_for(self.ctx, session.system_id)
             note = provider.revoke(access_of(session))
         except (ProviderError, OperationError) as exc:
             metrics.REVOKE_SECONDS.observe(time.perf_counter() - started)
             return RevokeOutcome(session.id, error=short(exc))
-        verify = partial(self._verify, provider, note, started, clock.now())
-        self._pool.submit(LATER, partial(self._guarded, session, verify, held))
-        return QUEUED
+        else:
+            verify = partial(self._verify, provider, note, started, clock.now())
+            check = partial(self._guarded, session, verify, held)
+            return QUEUED
+        finally:
+            self._checks_after(check)
+
+    def _checks_after(self, check: Callable[[], object] | None, *, sent: bool = True) -> None:
+        """A revoke was answered (`check`: its verification, if it succeeded), or was never
+        sent (`sent` False). The checks wait until no revoke is waiting to go out or in flight:
+        at the provider they would compete with the burst's last revokes, which are what ends
+        the access."""
+        with self._changed:
+            if sent:
+                self._revokes_sent -= 1
+            else:
+                self._revokes_waiting -= 1
+            if check is not None:
+                self._checks.append(check)
+            if self._revokes_waiting or self._revokes_sent:
+                return
+            checks, self._checks = self._checks, []
+        for queued in checks:
+            self._pool.submit(LATER, queued)
+
+    def _wait_turn(self, session: AccessSession) -> None:
+        """Until the session's end, less what the revokes queued with it take to send (at most
+        EXPIRY_REVOKE_AHEAD_SECONDS), looked at again as more are queued; then, in case the
+        clock was moved, `not_before_its_end` with what is allowed."""
+        ends = session.expires_at
+        early = 0.0
+        if session.end_reason == EndReason.expired and ends is not None:
+            with self._queued:
+                while True:
+                    early = min(self._ahead, SEND_SECONDS * (self._revokes_waiting - 1))
+                    wait = (ends - clock.now()).total_seconds() - early
+                    if wait <= 0 or wait > LONGEST_LEAD_SECONDS:
+                        break
+                    self._queued.wait(wait)
+        not_before_its_end(session, early)
 
     def _verify(
         self,

@@ -18,7 +18,7 @@ replica at once, against one PostgreSQL:
   lease runs out, which is how the work of a replica that died mid-call is finished by another.
 - Each query reads an index ((state, expires_at), (state, next_attempt_at)), so a sweep costs
   what is due, not how many sessions exist.
-- A sweep claims a quarter of its workers' worth per transaction, up to four times its workers
+- A sweep claims half its workers' worth per transaction, up to four times its workers
   in hand, and claims again as that drains; replicas sweeping at once share a burst.
 - The scheduler runs the sweep when the next session falls due (less the lead), not only every
   tick, and a grant that commits wakes it (see scheduler.py), so a burst starts on time.
@@ -158,7 +158,7 @@ def expire_due_sessions(ctx: AppContext) -> SweepResult:
     result = SweepResult()
     workers = ctx.settings.sweep_workers
     most = workers * CLAIMED_PER_WORKER  # claimed and not finished, at most
-    chunk = max(1, workers // 4)  # per claiming transaction: replicas claiming at once share
+    chunk = max(1, workers // 2)  # per claiming transaction: replicas claiming at once share
     lead = lead_of(ctx)
     claims = claim_due_sessions(ctx, chunk, lead)
     if not claims:

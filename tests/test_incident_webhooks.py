@@ -209,7 +209,7 @@ def test_bad_missing_and_stale_signatures_get_401_and_change_nothing(ib: Inciden
     on_inc = ib.bot.granted("orders-api write 2h INC-42 mitigate the incident")
     ib.pagerduty.incidents["Q1PD"]["status"] = "resolved"
     ib.incident_io.incidents["01HZINC42"]["category"] = "closed"
-    asked = len(ib.pagerduty.calls) + len(ib.incident_io.calls)
+    asked = _lookups(ib)
     pd_body, inc_body = _pd_resolved("Q1PD", 1234), _inc_closed("01HZINC42", "INC-42")
     six_minutes_ago = int(clock.now().timestamp()) - 360
 
@@ -225,7 +225,7 @@ def test_bad_missing_and_stale_signatures_get_401_and_change_nothing(ib: Inciden
 
     assert [status for status, _ in refused] == [401] * 6
     assert all(text == "Unauthorized: bad or missing signature\n" for _, text in refused)
-    assert len(ib.pagerduty.calls) + len(ib.incident_io.calls) == asked
+    assert _lookups(ib) == asked  # no forged webhook made the bot look an incident up
     for session in (on_pd, on_inc):
         assert ib.bot.session_for(session.request_id).state == SessionState.active
     assert ib.events("incident_resolved_ended") == []
@@ -261,3 +261,9 @@ def test_socket_modes_http_listener_serves_the_webhooks(ib: IncidentBot) -> None
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _lookups(ib: IncidentBot) -> int:
+    """How often the bot asked the trackers about an incident (GET): the grants' ticket notes
+    (POST) go out after the grant, whenever the outbox sends them, and are not lookups."""
+    return sum(1 for call in (*ib.pagerduty.calls, *ib.incident_io.calls) if call.method == "GET")

@@ -156,6 +156,7 @@ def build_bolt_app(
 ) -> App:
     logging.getLogger("slack_bolt.App").addFilter(_SameTokenNotice())
     app = BoundApp(
+        name="prod-access",  # else Bolt names the app from inspect.stack(), ~50 ms per build
         client=client,
         signing_secret=_signing_secret(ctx.settings, socket=socket),
         request_verification_enabled=not socket,

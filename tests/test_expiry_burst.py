@@ -8,22 +8,20 @@ a slow machine cannot break."""
 
 from __future__ import annotations
 
-import itertools
 import json
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from app import audit, clock
 from app.db import transaction
 from app.jobs import burst
-from app.models import AccessRequest, AccessSession, AuditEvent, RequestState, SessionState
-from tests.conftest import BOB, LEAD1, BotHarness
+from app.models import AccessSession, AuditEvent, SessionState
+from tests.conftest import BotHarness
+from tests.fakes.sessions import seed_sessions
 from tests.fakes.webhook_receiver import WebhookReceiver
-
-_numbers = itertools.count(1)
 
 
 def _seed(
@@ -31,29 +29,8 @@ def _seed(
 ) -> list[str]:
     """`count` active sessions of BOB on orders-api (write) ending at `expires_at`, each for
     its own identity unless one is given."""
-    now = clock.now()
-    requests, sessions = [], []
-    for _ in range(count):
-        n = next(_numbers)
-        request_id, session_id = f"R-U{n:07d}", f"S-U{n:07d}"
-        requests.append(
-            {"id": request_id, "requester_id": BOB, "system_id": "orders-api",
-             "role_id": "write", "duration_seconds": 3600, "ticket": f"PAY-{n}",
-             "reason": "burst test", "state": RequestState.approved, "created_at": now,
-             "decided_by": LEAD1, "decided_at": now}
-        )  # fmt: skip
-        sessions.append(
-            {"id": session_id, "request_id": request_id, "requester_id": BOB,
-             "system_id": "orders-api", "role_id": "write", "grant_name": "orders-admin",
-             "identity": identity or f"burst{n}@example.com",
-             "email": identity or f"burst{n}@example.com", "state": SessionState.active,
-             "created_at": now, "granted_at": now, "expires_at": expires_at, "attempts": 0,
-             "reminders_sent": 0}
-        )  # fmt: skip
-    with transaction(bot.ctx.db) as db:
-        db.execute(insert(AccessRequest), requests)
-        db.execute(insert(AccessSession), sessions)
-    return [s["id"] for s in sessions]
+    same = {"identity": identity, "email": identity} if identity else {}
+    return seed_sessions(bot.ctx.db, count, expires_at=expires_at, **same)
 
 
 def _revoked_events(bot: BotHarness, ids: list[str]) -> dict[str, dict[str, Any]]:

@@ -10,7 +10,6 @@ PostgreSQL advisory lock.
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from collections import Counter
@@ -21,7 +20,7 @@ from typing import Any, TypeVar
 
 import psycopg
 import pytest
-from sqlalchemy import create_engine, func, insert, select, text
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.sql import Select
 
 from app import audit, clock
@@ -42,7 +41,6 @@ from app.models import (
     AuditEvent,
     CloseoutState,
     EndReason,
-    RequestState,
     SessionState,
 )
 from app.operations.end_session import end_session
@@ -57,13 +55,13 @@ from tests.conftest import (
     write_policy,
 )
 from tests.fakes.serve import free_port
+from tests.fakes.sessions import seed_sessions
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_requests import Answer, SlackSender, sign
 from tests.fakes.webhook_receiver import WebhookReceiver
 
 T = TypeVar("T")
 GRANT = "orders-admin"
-_numbers = itertools.count(1)
 
 
 @pytest.fixture
@@ -80,51 +78,7 @@ def replicas(
 
 
 def _seed(bot: BotHarness, count: int, **columns: Any) -> list[str]:
-    """`count` sessions of BOB on orders-api (write), each for its own identity, active for
-    another hour unless `columns` say otherwise; inserted directly, as the bot left them."""
-    now = clock.now()
-    requests, sessions = [], []
-    for _ in range(count):
-        n = next(_numbers)
-        request_id, session_id = f"R-T{n:07d}", f"S-T{n:07d}"
-        requests.append(
-            {
-                "id": request_id,
-                "requester_id": BOB,
-                "system_id": "orders-api",
-                "role_id": "write",
-                "duration_seconds": 3600,
-                "ticket": f"PAY-{n}",
-                "reason": "replica test",
-                "state": RequestState.approved,
-                "created_at": now,
-                "decided_by": LEAD1,
-                "decided_at": now,
-            }
-        )
-        sessions.append(
-            {
-                "id": session_id,
-                "request_id": request_id,
-                "requester_id": BOB,
-                "system_id": "orders-api",
-                "role_id": "write",
-                "grant_name": GRANT,
-                "identity": f"user{n}@example.com",
-                "email": f"user{n}@example.com",
-                "state": SessionState.active,
-                "created_at": now,
-                "granted_at": now,
-                "expires_at": now + timedelta(hours=1),
-                "attempts": 0,
-                "reminders_sent": 0,
-                **columns,
-            }
-        )
-    with transaction(bot.ctx.db) as db:
-        db.execute(insert(AccessRequest), requests)
-        db.execute(insert(AccessSession), sessions)
-    return [s["id"] for s in sessions]
+    return seed_sessions(bot.ctx.db, count, **columns)
 
 
 def _at_once(*calls: Callable[[], T]) -> list[T]:
